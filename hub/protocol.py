@@ -1,0 +1,489 @@
+"""Wire protocol between ``fer_tui`` clients and the hub: the one place for it.
+
+Every frame is a JSON object in a WebSocket *text* frame; ``docs/protocol.md``
+describes each shape. Both sides import this module, so a field, a limit or an
+error code is spelled out here only.
+
+How a client uses it::
+
+    from hub import protocol
+
+    session = protocol.new_session()           # once per client run; keep it
+    await ws.send(protocol.join_frame(room, user, since=last_seq, token=token,
+                                      session=session))
+    frame = protocol.parse_server_frame(await ws.recv())
+    # -> Joined | ChatMessage | Presence | ErrorFrame; raises ProtocolError
+    await ws.send(protocol.message_frame(protocol.new_message_id(), text,
+                                         protocol.Emotion("happy", 0.91)))
+
+The sender's own :class:`ChatMessage` (same ``id``) is its acknowledgement.
+After a reconnect, join again with ``since`` = the highest ``seq`` seen and the
+same ``session``, then resend every unacknowledged message with its original
+``id``: the hub acknowledges a duplicate again and never broadcasts it twice.
+
+The hub side uses :func:`parse_client_frame` and the ``*_frame`` encoders for
+server frames.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import secrets
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any, Final, Literal, TypeAlias
+
+from fer_tui.emotions import LABELS
+
+__all__ = [
+    "DEFAULT_LIMITS",
+    "ChatMessage",
+    "ClientFrame",
+    "Emotion",
+    "ErrorCode",
+    "ErrorFrame",
+    "Join",
+    "Joined",
+    "Limits",
+    "Member",
+    "Presence",
+    "ProtocolError",
+    "Send",
+    "ServerFrame",
+    "decode",
+    "encode",
+    "error_frame",
+    "join_frame",
+    "joined_frame",
+    "message_frame",
+    "new_message_id",
+    "new_session",
+    "parse_client_frame",
+    "parse_server_frame",
+    "presence_frame",
+]
+
+# --- limits -----------------------------------------------------------------
+
+#: Largest text frame the hub reads, in bytes (UTF-8). Larger: error + close 1009.
+MAX_FRAME_BYTES: Final = 8 * 1024
+#: Longest chat text, in characters.
+MAX_TEXT_CHARS: Final = 2000
+#: Longest room name, in characters.
+MAX_ROOM_CHARS: Final = 64
+#: Longest user name, in characters.
+MAX_USER_CHARS: Final = 32
+#: Longest client-chosen message ``id``, in characters.
+MAX_ID_CHARS: Final = 64
+#: Longest session secret, in characters.
+MAX_SESSION_CHARS: Final = 128
+#: Longest token, in characters.
+MAX_TOKEN_CHARS: Final = 256
+#: Messages of history a room keeps and sends to a joining client.
+HISTORY_SIZE: Final = 200
+#: Token bucket: sustained messages per second per connection ...
+RATE_PER_SECOND: Final = 5.0
+#: ... and how many may come at once.
+RATE_BURST: Final = 20
+#: Consecutive refused frames after which the hub closes with 1008.
+MAX_STRIKES: Final = 10
+
+
+@dataclasses.dataclass(frozen=True)
+class Limits:
+    """Every limit the hub enforces; each has a ``fer-hub`` flag."""
+
+    max_frame_bytes: int = MAX_FRAME_BYTES
+    max_text_chars: int = MAX_TEXT_CHARS
+    max_room_chars: int = MAX_ROOM_CHARS
+    max_user_chars: int = MAX_USER_CHARS
+    max_id_chars: int = MAX_ID_CHARS
+    history_size: int = HISTORY_SIZE
+    rate_per_second: float = RATE_PER_SECOND
+    rate_burst: int = RATE_BURST
+    max_strikes: int = MAX_STRIKES
+
+
+DEFAULT_LIMITS: Final = Limits()
+
+# --- error codes ----------------------------------------------------------------
+
+ErrorCode: TypeAlias = Literal[
+    "bad_json",  # not JSON, or not a JSON object
+    "bad_type",  # missing or unknown "type"
+    "bad_field",  # a field is missing, of the wrong type or out of range
+    "bad_emotion",  # emotion is not null nor {"label": one of LABELS, "confidence": 0..1}
+    "text_too_long",  # text longer than max_text_chars
+    "frame_too_big",  # frame larger than max_frame_bytes (then close 1009)
+    "binary_frame",  # binary frames are not part of the protocol (then close 1003)
+    "not_joined",  # "message" before "join"
+    "already_joined",  # a second "join" on the same connection
+    "unauthorized",  # wrong or missing token (then close 1008)
+    "name_taken",  # another live session holds this name in this room
+    "rate_limited",  # token bucket empty; the message was dropped, resend it later
+    "too_many_errors",  # max_strikes refused frames in a row (then close 1008)
+    "session_replaced",  # the same session joined on a new connection (then close 1000)
+    "slow_consumer",  # the client read too slowly (then close 1008); rejoin with since
+]
+
+#: Close codes the hub uses (RFC 6455).
+CLOSE_NORMAL: Final = 1000
+CLOSE_GOING_AWAY: Final = 1001  # hub shutting down
+CLOSE_UNSUPPORTED_DATA: Final = 1003  # binary frame
+CLOSE_POLICY_VIOLATION: Final = 1008  # token, abuse, slow consumer
+CLOSE_MESSAGE_TOO_BIG: Final = 1009  # frame too big
+
+
+class ProtocolError(ValueError):
+    """A frame broke the protocol; ``code`` is one of :data:`ErrorCode`."""
+
+    def __init__(self, code: ErrorCode, message: str) -> None:
+        super().__init__(message)
+        self.code: ErrorCode = code
+        self.message = message
+
+
+# --- data -------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Emotion:
+    """An expression label from :data:`fer_tui.emotions.LABELS` and its confidence."""
+
+    label: str
+    confidence: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {"label": self.label, "confidence": self.confidence}
+
+
+@dataclasses.dataclass(frozen=True)
+class Member:
+    """A room member and the emotion of their latest message."""
+
+    user: str
+    emotion: Emotion | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"user": self.user, "emotion": _emotion_json(self.emotion)}
+
+
+@dataclasses.dataclass(frozen=True)
+class ChatMessage:
+    """A message as the hub broadcasts it, stamped with room, user, seq and ts."""
+
+    room: str
+    seq: int
+    id: str
+    user: str
+    text: str
+    emotion: Emotion | None
+    ts: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "type": "message",
+            "room": self.room,
+            "seq": self.seq,
+            "id": self.id,
+            "user": self.user,
+            "text": self.text,
+            "emotion": _emotion_json(self.emotion),
+            "ts": self.ts,
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class Joined:
+    """Hub → client answer to a join. ``truncated``: history older than ``since`` is gone."""
+
+    room: str
+    user: str
+    members: tuple[Member, ...]
+    history: tuple[ChatMessage, ...]
+    seq: int
+    truncated: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class Presence:
+    """Hub → members when someone joins or leaves."""
+
+    event: Literal["join", "leave"]
+    user: str
+    members: tuple[Member, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class ErrorFrame:
+    """Hub → client refusal."""
+
+    code: str
+    message: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Join:
+    """Client → hub: enter ``room`` as ``user``."""
+
+    room: str
+    user: str
+    since: int | None
+    token: str | None
+    session: str | None
+
+
+@dataclasses.dataclass(frozen=True)
+class Send:
+    """Client → hub: a chat message."""
+
+    id: str
+    text: str
+    emotion: Emotion | None
+
+
+ClientFrame: TypeAlias = "Join | Send"
+ServerFrame: TypeAlias = "Joined | ChatMessage | Presence | ErrorFrame"
+
+# --- JSON -------------------------------------------------------------------
+
+
+def encode(obj: Mapping[str, Any]) -> str:
+    """Serialize a frame compactly (UTF-8 kept as is)."""
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def decode(raw: str | bytes) -> dict[str, Any]:
+    """Parse a frame into a JSON object; raise :exc:`ProtocolError` otherwise."""
+    try:
+        obj = json.loads(raw, parse_constant=_reject_constant)
+    except (ValueError, RecursionError) as exc:
+        raise ProtocolError("bad_json", f"frame is not valid JSON: {exc}") from None
+    if not isinstance(obj, dict):
+        raise ProtocolError("bad_json", "frame must be a JSON object")
+    return obj
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+# --- client → hub -----------------------------------------------------------
+
+
+def new_session() -> str:
+    """Return a fresh per-session secret for :func:`join_frame`."""
+    return secrets.token_urlsafe(24)
+
+
+def new_message_id() -> str:
+    """Return a fresh, unique message ``id`` for :func:`message_frame`."""
+    return uuid.uuid4().hex
+
+
+def join_frame(
+    room: str,
+    user: str,
+    since: int | None = None,
+    token: str | None = None,
+    session: str | None = None,
+) -> str:
+    """Encode a ``join`` frame."""
+    return encode(
+        {
+            "type": "join",
+            "room": room,
+            "user": user,
+            "since": since,
+            "token": token,
+            "session": session,
+        }
+    )
+
+
+def message_frame(id: str, text: str, emotion: Emotion | None = None) -> str:
+    """Encode a client ``message`` frame."""
+    return encode({"type": "message", "id": id, "text": text, "emotion": _emotion_json(emotion)})
+
+
+def parse_client_frame(raw: str, limits: Limits = DEFAULT_LIMITS) -> Join | Send:
+    """Validate a client frame; raise :exc:`ProtocolError` with a precise code."""
+    if len(raw) > limits.max_frame_bytes and len(raw.encode()) > limits.max_frame_bytes:
+        raise ProtocolError("frame_too_big", f"frame exceeds {limits.max_frame_bytes} bytes")
+    obj = decode(raw)
+    kind = obj.get("type")
+    if kind == "join":
+        since = obj.get("since")
+        if since is not None and (not _is_int(since) or since < 0):
+            raise ProtocolError("bad_field", "since must be a non-negative integer or null")
+        return Join(
+            room=_name(obj, "room", limits.max_room_chars),
+            user=_name(obj, "user", limits.max_user_chars),
+            since=since,
+            token=_optional_str(obj, "token", MAX_TOKEN_CHARS),
+            session=_optional_str(obj, "session", MAX_SESSION_CHARS),
+        )
+    if kind == "message":
+        text = obj.get("text")
+        if not isinstance(text, str):
+            raise ProtocolError("bad_field", "text must be a string")
+        if len(text) > limits.max_text_chars:
+            raise ProtocolError(
+                "text_too_long", f"text has {len(text)} characters; limit {limits.max_text_chars}"
+            )
+        if not text.strip():
+            raise ProtocolError("bad_field", "text must not be blank")
+        return Send(
+            id=_name(obj, "id", limits.max_id_chars),
+            text=text,
+            emotion=_parse_emotion(obj.get("emotion")),
+        )
+    if kind is None:
+        raise ProtocolError("bad_type", "frame has no type")
+    raise ProtocolError("bad_type", f"unknown frame type {str(kind)[:40]!r}")
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _name(obj: Mapping[str, Any], field: str, limit: int) -> str:
+    """A required short identifier: printable, no surrounding spaces, 1..limit chars."""
+    value = obj.get(field)
+    if not isinstance(value, str):
+        raise ProtocolError("bad_field", f"{field} must be a string")
+    if not 1 <= len(value) <= limit:
+        raise ProtocolError("bad_field", f"{field} must have 1 to {limit} characters")
+    if not value.isprintable() or value != value.strip():
+        raise ProtocolError(
+            "bad_field", f"{field} must be printable, without surrounding whitespace"
+        )
+    return value
+
+
+def _optional_str(obj: Mapping[str, Any], field: str, limit: int) -> str | None:
+    value = obj.get(field)
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > limit:
+        raise ProtocolError("bad_field", f"{field} must be a string of at most {limit} characters")
+    return value
+
+
+def _parse_emotion(value: object) -> Emotion | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise ProtocolError("bad_emotion", "emotion must be an object or null")
+    label = value.get("label")
+    confidence = value.get("confidence")
+    if label not in LABELS:
+        raise ProtocolError("bad_emotion", f"emotion label must be one of {', '.join(LABELS)}")
+    if (
+        not isinstance(confidence, (int, float))
+        or isinstance(confidence, bool)
+        or not math.isfinite(confidence)
+        or not 0.0 <= confidence <= 1.0
+    ):
+        raise ProtocolError("bad_emotion", "emotion confidence must be a number in 0..1")
+    return Emotion(label, float(confidence))
+
+
+def _emotion_json(emotion: Emotion | None) -> dict[str, Any] | None:
+    return None if emotion is None else emotion.to_json()
+
+
+# --- hub → client -----------------------------------------------------------
+
+
+def joined_frame(
+    room: str,
+    user: str,
+    members: Sequence[Member],
+    history: Sequence[ChatMessage],
+    seq: int,
+    truncated: bool = False,
+) -> str:
+    """Encode the hub's answer to a join."""
+    return encode(
+        {
+            "type": "joined",
+            "room": room,
+            "user": user,
+            "members": [m.to_json() for m in members],
+            "history": [m.to_json() for m in history],
+            "seq": seq,
+            "truncated": truncated,
+        }
+    )
+
+
+def chat_frame(message: ChatMessage) -> str:
+    """Encode a broadcast message."""
+    return encode(message.to_json())
+
+
+def presence_frame(event: Literal["join", "leave"], user: str, members: Sequence[Member]) -> str:
+    """Encode a presence event."""
+    return encode(
+        {
+            "type": "presence",
+            "event": event,
+            "user": user,
+            "members": [m.to_json() for m in members],
+        }
+    )
+
+
+def error_frame(code: ErrorCode, message: str) -> str:
+    """Encode a refusal."""
+    return encode({"type": "error", "code": code, "message": message})
+
+
+def parse_server_frame(raw: str | bytes) -> ServerFrame:
+    """Decode a hub frame into a typed object; raise :exc:`ProtocolError` if malformed."""
+    obj = decode(raw)
+    try:
+        kind = obj["type"]
+        if kind == "message":
+            return _chat_message(obj)
+        if kind == "joined":
+            return Joined(
+                room=obj["room"],
+                user=obj["user"],
+                members=tuple(_member(m) for m in obj["members"]),
+                history=tuple(_chat_message(m) for m in obj["history"]),
+                seq=int(obj["seq"]),
+                truncated=bool(obj.get("truncated", False)),
+            )
+        if kind == "presence":
+            if obj["event"] not in ("join", "leave"):
+                raise ValueError("bad presence event")
+            return Presence(
+                event=obj["event"],
+                user=obj["user"],
+                members=tuple(_member(m) for m in obj["members"]),
+            )
+        if kind == "error":
+            return ErrorFrame(code=str(obj["code"]), message=str(obj["message"]))
+    except (KeyError, TypeError, ValueError, ProtocolError) as exc:
+        raise ProtocolError("bad_field", f"malformed {obj.get('type')!r} frame: {exc!r}") from None
+    raise ProtocolError("bad_type", f"unknown frame type {str(obj.get('type'))[:40]!r}")
+
+
+def _chat_message(obj: Mapping[str, Any]) -> ChatMessage:
+    return ChatMessage(
+        room=obj["room"],
+        seq=int(obj["seq"]),
+        id=obj["id"],
+        user=obj["user"],
+        text=obj["text"],
+        emotion=_parse_emotion(obj.get("emotion")),
+        ts=float(obj["ts"]),
+    )
+
+
+def _member(obj: Mapping[str, Any]) -> Member:
+    return Member(user=obj["user"], emotion=_parse_emotion(obj.get("emotion")))
