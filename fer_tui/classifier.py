@@ -1,0 +1,136 @@
+"""The one LiteRT wrapper: a 48×48 grey face in, seven class probabilities out.
+
+The runtime is found lazily, in the order the project prefers:
+``ai_edge_litert`` → ``tflite_runtime`` → ``tensorflow.lite``. The client never
+imports TensorFlow itself; the last fallback exists for machines that only have
+the training extra installed.
+
+Input and output quantisation come from the model's own tensor details, so the
+same class serves int8, uint8 and float models::
+
+    clf = EmotionClassifier("fer_tui/models/emotion_int8.tflite")
+    probs = clf.predict(face48)          # shape (7,), sums to 1, LABELS order
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fer_tui.emotions import LABELS, NUM_CLASSES
+from fer_tui.preprocess import FACE_SIZE, as_model_input
+
+#: The model bundled with the client (the lead's training run puts it there).
+BUNDLED_MODEL = Path(__file__).parent / "models" / "emotion_int8.tflite"
+
+
+class ModelError(RuntimeError):
+    """The model file is missing, unreadable or has the wrong shape."""
+
+
+def _load_interpreter_class() -> Any:
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        try:
+            from tflite_runtime.interpreter import Interpreter
+        except ImportError:
+            try:
+                import tensorflow as tf  # last resort: only with the train extra
+            except ImportError:
+                raise ModelError(
+                    "no TFLite runtime found: install ai-edge-litert"
+                ) from None
+            Interpreter = tf.lite.Interpreter
+    return Interpreter
+
+
+def _quantise(values: np.ndarray, detail: dict[str, Any]) -> np.ndarray:
+    dtype = detail["dtype"]
+    scale, zero_point = detail.get("quantization", (0.0, 0))
+    if np.issubdtype(dtype, np.integer) and scale:
+        info = np.iinfo(dtype)
+        q = np.round(values / scale + zero_point)
+        return np.clip(q, info.min, info.max).astype(dtype)
+    return values.astype(dtype)
+
+
+def _dequantise(values: np.ndarray, detail: dict[str, Any]) -> np.ndarray:
+    scale, zero_point = detail.get("quantization", (0.0, 0))
+    if np.issubdtype(values.dtype, np.integer) and scale:
+        return (values.astype(np.float32) - zero_point) * scale
+    return values.astype(np.float32)
+
+
+def _as_probabilities(scores: np.ndarray) -> np.ndarray:
+    """Return ``scores`` as probabilities; apply softmax only if they aren't already."""
+    total = float(scores.sum())
+    if scores.min() >= -1e-3 and abs(total - 1.0) < 0.05:
+        clipped = np.clip(scores, 0.0, None)
+        return clipped / clipped.sum()
+    shifted = np.exp(scores - scores.max())
+    return shifted / shifted.sum()
+
+
+class EmotionClassifier:
+    """Classify one 48×48 grey face with a TFLite model.
+
+    Thread-safe: calls are serialised, since a TFLite interpreter is not
+    re-entrant. ``num_threads`` is the interpreter's own thread count.
+    """
+
+    def __init__(self, path: str | Path = BUNDLED_MODEL, num_threads: int = 1) -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise ModelError(f"model file not found: {self.path}")
+        interpreter_cls = _load_interpreter_class()
+        try:
+            self._interpreter = interpreter_cls(
+                model_path=str(self.path), num_threads=num_threads
+            )
+            self._interpreter.allocate_tensors()
+        except (ValueError, RuntimeError) as exc:
+            raise ModelError(f"cannot load model {self.path}: {exc}") from exc
+        self._input = self._interpreter.get_input_details()[0]
+        self._output = self._interpreter.get_output_details()[0]
+        expected_in = (1, FACE_SIZE, FACE_SIZE, 1)
+        if tuple(self._input["shape"]) != expected_in:
+            raise ModelError(f"model input shape {tuple(self._input['shape'])} != {expected_in}")
+        if int(np.prod(self._output["shape"])) != NUM_CLASSES:
+            raise ModelError(f"model output shape {tuple(self._output['shape'])} is not 7 classes")
+        self._lock = threading.Lock()
+        self.metadata = self._read_metadata()
+
+    def _read_metadata(self) -> dict[str, Any]:
+        meta_path = self.path.with_suffix(".json")
+        if not meta_path.is_file():
+            return {}
+        try:
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        labels = meta.get("labels")
+        if labels is not None and tuple(labels) != LABELS:
+            raise ModelError(f"model labels {labels} differ from {LABELS}")
+        return meta
+
+    @property
+    def name(self) -> str:
+        """Short display name of the model (its file name)."""
+        return self.path.name
+
+    def predict(self, face48: np.ndarray) -> np.ndarray:
+        """Return the 7 class probabilities (LABELS order) for one 48×48 grey face."""
+        batch = as_model_input(face48)
+        if batch.shape[0] != 1:
+            raise ValueError(f"predict takes one face, got {batch.shape[0]}")
+        tensor = _quantise(batch, self._input)
+        with self._lock:
+            self._interpreter.set_tensor(self._input["index"], tensor)
+            self._interpreter.invoke()
+            raw = self._interpreter.get_tensor(self._output["index"]).copy()
+        return _as_probabilities(_dequantise(raw, self._output).reshape(NUM_CLASSES))
