@@ -1,0 +1,275 @@
+"""Socket layer of the hub on ``websockets.asyncio.server``; embeddable.
+
+How the client runs a hub in its own process (no ``--server``)::
+
+    from hub.server import HubConfig, serve_hub
+
+    async with serve_hub(HubConfig(host="127.0.0.1", port=0)) as running:
+        url = running.url            # "ws://127.0.0.1:<ephemeral port>"
+        ...                          # connect to url like to any hub
+    # leaving the block closes every connection (1001) and flushes storage
+
+``port=0`` picks a free port (``running.port``). The same
+:class:`HubConfig` drives ``fer-hub`` (:mod:`hub.__main__`).
+
+Design:
+
+* All room logic lives in the sans-I/O :class:`hub.rooms.Hub`; this module
+  reads frames, hands them over and carries out the returned actions.
+* Sending never awaits. Each frame is encoded once and written to every
+  member's transport like :func:`websockets.asyncio.server.broadcast`, so a
+  slow reader cannot stall a room. A member whose unread backlog passes
+  ``max_backlog_bytes`` is closed with 1008 ``slow_consumer`` instead of
+  growing the hub's memory without bound; it rejoins with ``since``.
+* Keepalive is progress-aware. Under a burst, a ping queues behind every frame
+  the hub already wrote to that client, and the pong behind every frame the
+  client is still sending, so its round trip measures the backlog (often the
+  hub's own), not the client's health. websockets' keepalive would close a
+  busy client after ``ping_timeout``; here a missing pong closes a connection
+  only if, during the whole timeout, the client neither sent a frame nor read
+  any of its backlog. A dead peer is still detected after
+  ``ping_interval + ping_timeout``, and memory stays bounded by the backlog cap.
+* Per-message compression is off: it would compress each broadcast once per
+  member and cost far more CPU than it saves on short JSON frames.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import ssl
+import time
+from collections.abc import AsyncIterator, Iterable
+from pathlib import Path
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+from websockets.protocol import State
+
+from . import protocol
+from .protocol import Limits
+from .rooms import Action, Broadcast, Client, Close, Hub, Reply
+from .storage import MemoryStore, SqliteStore, Store
+
+__all__ = ["HubConfig", "RunningHub", "serve_hub"]
+
+logger = logging.getLogger("hub")
+
+#: Default cap on a member's unread backlog in the hub, in bytes.
+MAX_BACKLOG_BYTES = 4 * 1024 * 1024
+PING_INTERVAL = 20.0
+PING_TIMEOUT = 20.0
+
+
+@dataclasses.dataclass(frozen=True)
+class HubConfig:
+    """Everything a hub needs; every field has a ``fer-hub`` flag."""
+
+    host: str = "127.0.0.1"
+    port: int = 8765
+    limits: Limits = protocol.DEFAULT_LIMITS
+    token: str | None = None
+    history_db: Path | None = None
+    certfile: Path | None = None
+    keyfile: Path | None = None
+    max_backlog_bytes: int = MAX_BACKLOG_BYTES
+    ping_interval: float | None = PING_INTERVAL
+    ping_timeout: float = PING_TIMEOUT
+    close_timeout: float = 5.0
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """Return the TLS context for ``wss://``, or None for ``ws://``."""
+        if self.certfile is None:
+            return None
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(self.certfile, self.keyfile)
+        return context
+
+
+@dataclasses.dataclass(eq=False)
+class _Link:
+    """What the socket layer tracks per connection beside the core's state."""
+
+    ws: ServerConnection
+    sent_bytes: int = 0  # bytes this layer queued, frame headers included
+    frames_in: int = 0
+
+
+class RunningHub:
+    """A hub that is serving; returned by :func:`serve_hub`."""
+
+    def __init__(self, config: HubConfig, store: Store) -> None:
+        self.config = config
+        self.core = Hub(config.limits, store, config.token)
+        self.server: Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def port(self) -> int:
+        assert self.server is not None
+        return self.server.sockets[0].getsockname()[1]
+
+    @property
+    def host(self) -> str:
+        assert self.server is not None
+        return self.server.sockets[0].getsockname()[0]
+
+    @property
+    def url(self) -> str:
+        scheme = "wss" if self.config.certfile is not None else "ws"
+        host = self.host
+        if ":" in host:
+            host = f"[{host}]"
+        return f"{scheme}://{host}:{self.port}"
+
+    async def start(self) -> None:
+        config = self.config
+        self.server = await serve(
+            self._handle,
+            config.host,
+            config.port,
+            ssl=config.ssl_context(),
+            compression=None,
+            # Frames up to 4x the limit are read and refused with an error
+            # frame; larger ones are cut off by websockets (close 1009).
+            max_size=4 * config.limits.max_frame_bytes,
+            ping_interval=None,  # see _keepalive
+            close_timeout=config.close_timeout,
+        )
+        logger.info("hub listening on %s", self.url)
+
+    async def close(self) -> None:
+        """Close every connection with 1001, wait for handlers, flush storage."""
+        if self.server is not None:
+            self.server.close(close_connections=True)
+            await self.server.wait_closed()
+        for task in list(self._tasks):
+            task.cancel()
+        self.core.store.close()
+        logger.info("hub closed")
+
+    # --- per connection -------------------------------------------------------
+
+    async def _handle(self, ws: ServerConnection) -> None:
+        link = _Link(ws)
+        client = self.core.connect(time.time(), handle=link)
+        keepalive = self._spawn(self._keepalive(link))
+        logger.debug("%s connected", ws.remote_address)
+        try:
+            async for raw in ws:
+                link.frames_in += 1
+                if isinstance(raw, str):
+                    actions = self.core.receive_text(client, raw, time.time())
+                else:
+                    actions = self.core.receive_binary(client)
+                self._perform(actions)
+        except ConnectionClosed:
+            pass
+        finally:
+            keepalive.cancel()
+            self._perform(self.core.disconnect(client))
+            logger.debug(
+                "%s (%s) disconnected: %s %s",
+                ws.remote_address,
+                client.user,
+                ws.close_code,
+                ws.close_reason,
+            )
+
+    def _perform(self, actions: Iterable[Action]) -> None:
+        for action in actions:
+            if isinstance(action, Broadcast):
+                self._send(action.clients, action.frame)
+            elif isinstance(action, Reply):
+                self._send((action.client,), action.frame)
+            elif isinstance(action, Close):
+                link: _Link = action.client.handle
+                self._spawn(link.ws.close(action.code, action.reason))
+
+    def _send(self, clients: Iterable[Client], frame: str) -> None:
+        """Write ``frame`` to each client's transport without waiting."""
+        data = frame.encode()
+        size = len(data) + _header_size(len(data))
+        for client in clients:
+            link: _Link = client.handle
+            ws = link.ws
+            if ws.protocol.state is not State.OPEN:
+                continue
+            if ws.transport.get_write_buffer_size() > self.config.max_backlog_bytes:
+                self._evict_slow(client)
+                continue
+            try:
+                ws.protocol.send_text(data)
+                ws.send_data()
+            except Exception as exc:  # a broken transport concerns this client only
+                logger.warning("write to %s failed: %s", client.user, exc)
+                continue
+            link.sent_bytes += size
+
+    def _evict_slow(self, client: Client) -> None:
+        link: _Link = client.handle
+        logger.warning(
+            "closing slow consumer %s in %s", client.user, getattr(client.room, "name", None)
+        )
+        self._perform(self.core.disconnect(client))
+        self._spawn(link.ws.close(protocol.CLOSE_POLICY_VIOLATION, "slow_consumer"))
+
+    async def _keepalive(self, link: _Link) -> None:
+        """Ping periodically; close only a peer that shows no sign of life."""
+        interval, timeout = self.config.ping_interval, self.config.ping_timeout
+        if interval is None:
+            return
+        ws = link.ws
+        with contextlib.suppress(ConnectionClosed):
+            while True:
+                await asyncio.sleep(interval)
+                pong = await ws.ping()
+                while True:
+                    progress = self._progress(link)
+                    done, _ = await asyncio.wait([asyncio.ensure_future(pong)], timeout=timeout)
+                    if done or pong.done():  # type: ignore[attr-defined]
+                        break
+                    if self._progress(link) == progress:
+                        logger.info("%s: no pong, no progress for %ss", ws.remote_address, timeout)
+                        await ws.close(1011, "keepalive ping timeout")
+                        return
+
+    @staticmethod
+    def _progress(link: _Link) -> tuple[int, int]:
+        """Frames received, and bytes the peer has read off our backlog."""
+        drained = link.sent_bytes - link.ws.transport.get_write_buffer_size()
+        return link.frames_in, drained
+
+    def _spawn(self, coro: object) -> asyncio.Task[None]:
+        task: asyncio.Task[None] = asyncio.ensure_future(coro)  # type: ignore[arg-type]
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+
+def _header_size(length: int) -> int:
+    """Size of an unmasked server frame header for a payload of ``length`` bytes."""
+    if length < 126:
+        return 2
+    if length < 65536:
+        return 4
+    return 10
+
+
+def open_store(history_db: Path | None) -> Store:
+    """Return the store for ``--history-db`` (SQLite) or memory."""
+    return MemoryStore() if history_db is None else SqliteStore(history_db)
+
+
+@contextlib.asynccontextmanager
+async def serve_hub(config: HubConfig | None = None) -> AsyncIterator[RunningHub]:
+    """Run a hub for the duration of the ``async with`` block."""
+    config = config if config is not None else HubConfig()
+    running = RunningHub(config, open_store(config.history_db))
+    try:
+        await running.start()
+        yield running
+    finally:
+        await running.close()
