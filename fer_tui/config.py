@@ -1,0 +1,102 @@
+"""Client settings: defaults, then the TOML config file, then command-line flags.
+
+The file lives at ``$XDG_CONFIG_HOME/fer-tui/config.toml`` (``~/.config/...``
+by default; ``%APPDATA%\\fer-tui`` on Windows) and may hold any of the
+:class:`Settings` fields, e.g.::
+
+    server = "ws://chat.example:8765"
+    name = "ada"
+    camera = "0"
+    threshold = 0.4
+
+Reading settings never writes anything.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+from fer_tui.pipeline.analysis import DEFAULT_THRESHOLD
+
+
+class ConfigError(ValueError):
+    """The config file is unreadable or holds a bad value."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the client needs to start. ``None`` server: run an embedded hub."""
+
+    server: str | None = None
+    room: str | None = None
+    name: str | None = None
+    camera: str = "0"
+    model: str | None = None
+    debug_dir: str | None = None
+    threshold: float = DEFAULT_THRESHOLD
+    token: str | None = None
+    fps: float = 4.0
+    preview: bool = True
+    tagging: bool = True
+
+    def merged(self, values: dict[str, Any]) -> Settings:
+        """Return a copy with ``values`` (``None`` values ignored) applied and checked."""
+        known = {f.name: f for f in dataclasses.fields(self)}
+        changes = {}
+        for key, value in values.items():
+            key = key.replace("-", "_")
+            if value is None:
+                continue
+            if key not in known:
+                raise ConfigError(f"unknown setting {key!r}")
+            changes[key] = _coerce(key, value, getattr(self, key))
+        result = dataclasses.replace(self, **changes)
+        if not 0.0 <= result.threshold <= 1.0:
+            raise ConfigError(f"threshold must be between 0 and 1, got {result.threshold}")
+        if result.fps <= 0:
+            raise ConfigError(f"fps must be positive, got {result.fps}")
+        return result
+
+
+def _coerce(key: str, value: Any, current: Any) -> Any:
+    try:
+        if isinstance(current, bool):
+            if not isinstance(value, bool):
+                raise TypeError
+            return value
+        if isinstance(current, float):
+            return float(value)
+        return str(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"bad value for {key}: {value!r}") from None
+
+
+def config_path() -> Path:
+    """Where the config file is looked for."""
+    if sys.platform == "win32":
+        base = Path(os.environ.get("APPDATA", Path.home() / "AppData" / "Roaming"))
+    else:
+        base = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+    return base / "fer-tui" / "config.toml"
+
+
+def load_settings(flags: dict[str, Any], path: Path | None = None) -> Settings:
+    """Defaults ← config file (if any) ← ``flags`` (flags win; ``None`` means unset)."""
+    path = config_path() if path is None else path
+    file_values: dict[str, Any] = {}
+    if path.is_file():
+        try:
+            file_values = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"cannot read {path}: {exc}") from None
+    return Settings().merged(file_values).merged(flags)

@@ -1,0 +1,41 @@
+"""Members of the room with the expression of each one's latest message."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from rich.text import Text
+from textual.widgets import Static
+
+from fer_tui.emotions import emoji_for
+from hub.protocol import Member
+
+
+def format_members(members: Sequence[Member], me: str | None) -> Text:
+    text = Text()
+    text.append(f"Members ({len(members)})\n", style="bold")
+    for member in sorted(members, key=lambda m: m.user.casefold()):
+        text.append("● ", style="green")
+        text.append(member.user, style="bold" if member.user == me else "")
+        if member.emotion is not None:
+            text.append(f"  {emoji_for(member.emotion.label)} {member.emotion.label}", style="dim")
+        text.append("\n")
+    return text
+
+
+class MemberList(Static):
+    """The member list (updated on join, presence and every message)."""
+
+    def __init__(self, me: str | None = None, **kwargs: object) -> None:
+        super().__init__(format_members((), me), **kwargs)  # type: ignore[arg-type]
+        self.me = me
+        self.members: tuple[Member, ...] = ()
+
+    def set_members(self, members: Sequence[Member]) -> None:
+        self.members = tuple(members)
+        self.update(format_members(self.members, self.me))
+
+    def note_emotion(self, user: str, member: Member) -> None:
+        """Record ``user``'s latest expression from a message they sent."""
+        others = [m for m in self.members if m.user != user]
+        self.set_members([*others, member])

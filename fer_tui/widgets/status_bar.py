@@ -1,0 +1,43 @@
+"""One line of status: connection, room, camera, model, tagging, pending messages."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.reactive import reactive
+from textual.widgets import Static
+
+_STATE_STYLE = {
+    "online": "bold green",
+    "connecting": "yellow",
+    "offline": "bold red",
+    "stopped": "bold red",
+}
+
+
+class StatusBar(Static):
+    """Renders its reactive fields; the app sets them."""
+
+    connection: reactive[str] = reactive("offline")
+    detail: reactive[str] = reactive("")
+    room: reactive[str] = reactive("")
+    camera: reactive[str] = reactive("")
+    model: reactive[str] = reactive("")
+    tagging: reactive[bool] = reactive(True)
+    pending: reactive[int] = reactive(0)
+
+    def render(self) -> Text:
+        text = Text(no_wrap=True, overflow="ellipsis")
+        text.append(f"● {self.connection}", style=_STATE_STYLE.get(self.connection, ""))
+        if self.detail:
+            text.append(f" {self.detail}", style="dim")
+        for name, value in (("room", self.room), ("camera", self.camera), ("model", self.model)):
+            text.append(" │ ", style="dim")
+            text.append(f"{name} ", style="dim")
+            text.append(value or "—")
+        text.append(" │ ", style="dim")
+        text.append("tagging on" if self.tagging else "tagging off",
+                    style="" if self.tagging else "bold yellow")
+        if self.pending:
+            text.append(" │ ", style="dim")
+            text.append(f"{self.pending} pending", style="yellow")
+        return text
