@@ -67,3 +67,40 @@ def model_path(tmp_factory: pytest.TempPathFactory) -> Path:
     if target.is_file():
         return target
     return build_tiny_model(target)
+
+
+#: Upper bound for any single wait in the client tests, in seconds.
+WAIT = 15.0
+
+
+async def wait_until(predicate, timeout: float = WAIT, what: str = "condition") -> None:
+    """Poll ``predicate`` every 20 ms; fail the test after ``timeout`` seconds."""
+    import asyncio
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def face_frames(names: tuple[str, ...] = ("neutral_woman.jpg", "obama_320x240.jpg")) -> list:
+    """BGR frames of real faces, or [] when ../shared is missing."""
+    import cv2
+
+    frames = []
+    for name in names:
+        path = FACES_DIR / name
+        if path.is_file():
+            frames.append(cv2.imread(str(path)))
+    return frames
