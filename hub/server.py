@@ -21,14 +21,16 @@ Design:
   slow reader cannot stall a room. A member whose unread backlog passes
   ``max_backlog_bytes`` is closed with 1008 ``slow_consumer`` instead of
   growing the hub's memory without bound; it rejoins with ``since``.
-* Keepalive is progress-aware. Under a burst, a ping queues behind every frame
-  the hub already wrote to that client, and the pong behind every frame the
-  client is still sending, so its round trip measures the backlog (often the
-  hub's own), not the client's health. websockets' keepalive would close a
-  busy client after ``ping_timeout``; here a missing pong closes a connection
-  only if, during the whole timeout, the client neither sent a frame nor read
-  any of its backlog. A dead peer is still detected after
-  ``ping_interval + ping_timeout``, and memory stays bounded by the backlog cap.
+* Keepalive judges idle connections only. Under a burst a ping queues behind
+  every frame the hub already wrote to that client, and its pong behind every
+  frame the client is still reading or sending, so the round trip measures the
+  backlog (often the hub's own, when it is the one behind), not the client's
+  health: websockets' keepalive would close such a busy client after
+  ``ping_timeout``. Here a missing pong closes a connection (1011) only if no
+  frame went either way and its write buffer did not move during the whole
+  ``ping_timeout``. A busy connection is judged by its backlog instead, so a
+  dead peer is still found: by the keepalive when the room is quiet, by the
+  ``max_backlog_bytes`` cap when it is not, and memory stays bounded.
 * Per-message compression is off: it would compress each broadcast once per
   member and cost far more CPU than it saves on short JSON frames.
 """
@@ -41,8 +43,9 @@ import dataclasses
 import logging
 import ssl
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Coroutine, Iterable
 from pathlib import Path
+from typing import Any
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
@@ -93,7 +96,7 @@ class _Link:
     """What the socket layer tracks per connection beside the core's state."""
 
     ws: ServerConnection
-    sent_bytes: int = 0  # bytes this layer queued, frame headers included
+    sent_bytes: int = 0  # bytes queued for this peer, frame headers included
     frames_in: int = 0
 
 
@@ -155,7 +158,7 @@ class RunningHub:
     async def _handle(self, ws: ServerConnection) -> None:
         link = _Link(ws)
         client = self.core.connect(time.time(), handle=link)
-        keepalive = self._spawn(self._keepalive(link))
+        keepalive = self._spawn(self._keepalive(client))
         logger.debug("%s connected", ws.remote_address)
         try:
             async for raw in ws:
@@ -198,7 +201,8 @@ class RunningHub:
             if ws.protocol.state is not State.OPEN:
                 continue
             if ws.transport.get_write_buffer_size() > self.config.max_backlog_bytes:
-                self._evict_slow(client)
+                logger.warning("closing slow consumer %s", client.user)
+                self._evict(client, protocol.CLOSE_POLICY_VIOLATION, "slow_consumer")
                 continue
             try:
                 ws.protocol.send_text(data)
@@ -208,45 +212,58 @@ class RunningHub:
                 continue
             link.sent_bytes += size
 
-    def _evict_slow(self, client: Client) -> None:
-        link: _Link = client.handle
-        logger.warning(
-            "closing slow consumer %s in %s", client.user, getattr(client.room, "name", None)
-        )
-        self._perform(self.core.disconnect(client))
-        self._spawn(link.ws.close(protocol.CLOSE_POLICY_VIOLATION, "slow_consumer"))
+    def _evict(self, client: Client, code: int, reason: str) -> None:
+        """Take ``client`` out of its room now, then close its connection.
 
-    async def _keepalive(self, link: _Link) -> None:
-        """Ping periodically; close only a peer that shows no sign of life."""
+        The close handshake may never finish with a peer that does not read,
+        so the room must not wait for it (websockets aborts after close_timeout).
+        """
+        link: _Link = client.handle
+        self._perform(self.core.disconnect(client))
+        self._spawn(link.ws.close(code, reason))
+
+    async def _keepalive(self, client: Client) -> None:
+        """Ping periodically; drop only a peer that shows no sign of life."""
         interval, timeout = self.config.ping_interval, self.config.ping_timeout
         if interval is None:
             return
+        link: _Link = client.handle
         ws = link.ws
         with contextlib.suppress(ConnectionClosed):
             while True:
                 await asyncio.sleep(interval)
                 pong = await ws.ping()
                 while True:
-                    progress = self._progress(link)
-                    done, _ = await asyncio.wait([asyncio.ensure_future(pong)], timeout=timeout)
-                    if done or pong.done():  # type: ignore[attr-defined]
+                    before = self._activity(link)
+                    await asyncio.wait([asyncio.ensure_future(pong)], timeout=timeout)
+                    if pong.done():  # type: ignore[attr-defined]
                         break
-                    if self._progress(link) == progress:
-                        logger.info("%s: no pong, no progress for %ss", ws.remote_address, timeout)
-                        await ws.close(1011, "keepalive ping timeout")
+                    if self._activity(link) == before:
+                        logger.info(
+                            "%s: no pong and no traffic for %ss", ws.remote_address, timeout
+                        )
+                        self._evict(client, 1011, "keepalive ping timeout")
                         return
+                    # Traffic flowed, so the pong may be queued behind it: wait on.
 
     @staticmethod
-    def _progress(link: _Link) -> tuple[int, int]:
-        """Frames received, and bytes the peer has read off our backlog."""
-        drained = link.sent_bytes - link.ws.transport.get_write_buffer_size()
-        return link.frames_in, drained
+    def _activity(link: _Link) -> tuple[int, int, int]:
+        """What changes whenever frames flow either way on ``link``."""
+        return link.frames_in, link.sent_bytes, link.ws.transport.get_write_buffer_size()
 
-    def _spawn(self, coro: object) -> asyncio.Task[None]:
-        task: asyncio.Task[None] = asyncio.ensure_future(coro)  # type: ignore[arg-type]
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.ensure_future(coro)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._task_done)
         return task
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None and not isinstance(exc, ConnectionClosed):
+            logger.error("background task failed", exc_info=exc)
 
 
 def _header_size(length: int) -> int:

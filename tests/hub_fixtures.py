@@ -101,6 +101,15 @@ class Peer:
         await asyncio.wait_for(self.ws.wait_closed(), timeout)
         return self.ws.close_code, self.ws.close_reason
 
+    async def drain(self, quiet: float = 0.3) -> list[dict[str, Any]]:
+        """Return every frame that arrives until none has for ``quiet`` seconds."""
+        frames = []
+        while True:
+            try:
+                frames.append(json.loads(await asyncio.wait_for(self.ws.recv(), quiet)))
+            except TimeoutError:
+                return frames
+
     async def silent(self, seconds: float = 0.3) -> bool:
         """Return True if nothing arrives for ``seconds``."""
         try:
