@@ -160,7 +160,8 @@ def _parse_pixels(text: str, path: Path, line: int) -> np.ndarray:
         values = np.array(text.split(), dtype=np.int64)
     except ValueError:
         raise DataError(f"{path}:{line}: 'pixels' must be space-separated integers") from None
-    if values.size != FACE_SIZE * FACE_SIZE or values.min(initial=0) < 0 or values.max(initial=0) > 255:
+    in_range = values.min(initial=0) >= 0 and values.max(initial=0) <= 255
+    if values.size != FACE_SIZE * FACE_SIZE or not in_range:
         raise DataError(f"{path}:{line}: 'pixels' must hold {FACE_SIZE * FACE_SIZE} values 0-255")
     return values.astype(np.uint8).reshape(FACE_SIZE, FACE_SIZE)
 

@@ -96,7 +96,8 @@ def train(config: TrainConfig, train_set: FaceSet, val_set: FaceSet, *, resume: 
 
     from training.progress import RichProgress
 
-    with RichProgress(config.epochs, steps_per_epoch, start_epoch) as progress:
+    with RichProgress(config.epochs, steps_per_epoch, start_epoch,
+                      batch_size=config.batch_size) as progress:
         for epoch in range(start_epoch, config.epochs):
             started = time.monotonic()
             fit = model.fit(train_ds, epochs=epoch + 1, initial_epoch=epoch,
