@@ -9,12 +9,12 @@ from __future__ import annotations
 import shlex
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
 
-from training.data import DataError, load_faces
+from training.data import DataError, load_faces, shared_split
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Train, evaluate and export the FER-TMS expression model.")
@@ -26,7 +26,7 @@ def _root() -> None:
     """Train, evaluate and export the FER-TMS expression model."""
 
 
-def fail(message: str) -> None:
+def fail(message: str) -> NoReturn:
     """Print one clear error line and exit with status 2."""
     err.print(f"[bold red]error:[/] {message}", highlight=False)
     raise typer.Exit(2)
@@ -88,6 +88,87 @@ def train(
     best = run_training(config, train_set, val_set, resume=resume,
                         command=shlex.join(["fer-model", *sys.argv[1:]]))
     err.print(f"best model: {best}")
+
+
+@app.command()
+def export(
+    model: Annotated[Path, typer.Option(help="Trained .keras model (48×48×1 → 7).")],
+    out: Annotated[Path, typer.Option(help="The .tflite to write; its .json goes beside it.")],
+    data: Annotated[Path | None, typer.Option(
+        help="Training data for int8 calibration [default: ../shared/data/fer2013/train.npz]."
+    )] = None,
+    val: Annotated[Path | None, typer.Option(
+        help="Validation data for the float/int8 comparison "
+             "[default: ../shared/data/fer2013/val.npz].")] = None,
+    seed: Annotated[int, typer.Option(help="Seed for picking calibration faces.")] = 0,
+) -> None:
+    """Quantise a model to full-integer int8 TFLite, calibrated on real training faces."""
+    from fer_tui.classifier import ModelError
+    from training.export import comparison_table
+    from training.export import export as run_export
+    from training.predict import load_keras_model
+
+    if out.suffix != ".tflite":
+        fail(f"--out must name a .tflite file, got {out}")
+    data_path = _data_or_default(data, "train", "--data")
+    val_path = _data_or_default(val, "val", "--val")
+    try:
+        keras_model = load_keras_model(model)
+        train_set = load_faces(data_path, "train")
+        val_set = load_faces(val_path, "val")
+    except (ModelError, DataError) as exc:
+        fail(str(exc))
+    command = shlex.join(["fer-model", *sys.argv[1:]])
+    err.print(f"calibrating on {train_set.source}, validating on {len(val_set)} faces "
+              f"from {val_set.source}")
+    try:
+        record = run_export(keras_model, model, out, train_set, val_set,
+                            {"train": data_path, "val": val_path}, command, seed=seed)
+    except ModelError as exc:
+        fail(str(exc))
+    typer.echo(comparison_table(record))
+    typer.echo(f"wrote {out} ({record['file_bytes'] / 1024:.0f} KiB) "
+               f"and {out.with_suffix('.json')}")
+
+
+@app.command()
+def evaluate(
+    model: Annotated[Path, typer.Option(help="A .keras or .tflite model.")],
+    out: Annotated[Path, typer.Option(
+        help="Folder for metrics.md, metrics.json and confusion.png.")],
+    data: Annotated[Path | None, typer.Option(
+        help="Faces to score: .npz, fer2013.csv or image folder "
+             "[default: ../shared/data/fer2013/val.npz].")] = None,
+    split: Annotated[str, typer.Option(
+        help="Split to read from a .csv or a folder of splits.")] = "val",
+    flip: Annotated[bool, typer.Option(
+        help="Average each face's scores with its mirror image's.")] = False,
+) -> None:
+    """Accuracy, per-class precision/recall/F1, macro-F1 and calibration error of a model."""
+    from fer_tui.classifier import ModelError
+    from training.evaluate import evaluate as run_evaluate
+    from training.predict import load_predictor
+
+    data_path = _data_or_default(data, "val", "--data")
+    try:
+        faces = load_faces(data_path, split)
+        predict = load_predictor(model)
+    except (ModelError, DataError) as exc:
+        fail(str(exc))
+    results = run_evaluate(predict, faces, out, flip=flip, model_name=model.name)
+    typer.echo((out / "metrics.md").read_text(encoding="utf-8"))
+    summary = ", ".join(f"{mode}: accuracy {m.accuracy:.4f} macro-F1 {m.macro_f1:.4f}"
+                        for mode, m in results.items())
+    typer.echo(f"{summary}; wrote {out}")
+
+
+def _data_or_default(path: Path | None, split: str, option: str) -> Path:
+    if path is not None:
+        return path
+    default = shared_split(split)
+    if default is None:
+        fail(f"{option} is required: no {split}.npz under ../shared/data/fer2013")
+    return default
 
 
 def _int_tuple(text: str, option: str) -> tuple[int, ...]:

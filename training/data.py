@@ -18,6 +18,9 @@ import numpy as np
 from fer_tui.emotions import LABELS, NUM_CLASSES
 from fer_tui.preprocess import FACE_SIZE
 
+#: Where the shared FER2013 arrays live: ``<repo>/../shared/data/fer2013`` (also on CI).
+SHARED_FER2013 = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "fer2013"
+
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".pgm"})
 
 #: ``fer2013.csv``'s ``Usage`` values, by the split names users type.
@@ -130,6 +133,12 @@ def load_image_folder(root: Path, split: str) -> FaceSet:
             ys.append(LABELS.index(label))
     x = np.stack(xs) if xs else np.zeros((0, FACE_SIZE, FACE_SIZE), np.uint8)
     return _checked(x, np.asarray(ys, dtype=np.int64), str(folder))
+
+
+def shared_split(name: str) -> Path | None:
+    """``<repo>/../shared/data/fer2013/<name>.npz`` if it exists, else ``None``."""
+    path = SHARED_FER2013 / f"{name}.npz"
+    return path if path.is_file() else None
 
 
 def file_sha256(path: str | Path) -> str:
