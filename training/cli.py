@@ -18,7 +18,7 @@ from training.data import DataError, load_faces, shared_split
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Train, evaluate and export the FER-TMS expression model.")
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # one error, one line: never hard-wrap
 
 
 @app.callback()
