@@ -218,8 +218,15 @@ class FerApp(App[None]):
         elif isinstance(event, MessageReceived):
             message = event.message
             chat.log_view.add_entry(
-                LogEntry(message.id, message.user, message.text, message.emotion, message.ts,
-                         own=event.own, pending=False)
+                LogEntry(
+                    message.id,
+                    message.user,
+                    message.text,
+                    message.emotion,
+                    message.ts,
+                    own=event.own,
+                    pending=False,
+                )
             )
             chat.members.note_emotion(message.user, Member(message.user, message.emotion))
         elif isinstance(event, PresenceChanged):
@@ -256,8 +263,16 @@ class FerApp(App[None]):
         emotion = Emotion(tag.label, tag.confidence) if tag.label is not None else None
         message_id = self.connection.send(text, emotion)
         self.chat.log_view.add_entry(
-            LogEntry(message_id, self.user, text, emotion, time.time(), own=True,
-                     pending=True, untagged_reason=tag.reason)
+            LogEntry(
+                message_id,
+                self.user,
+                text,
+                emotion,
+                time.time(),
+                own=True,
+                pending=True,
+                untagged_reason=tag.reason,
+            )
         )
         self.chat.status.pending = self.connection.pending
         if self._debug is not None and self.capture is not None:
@@ -281,10 +296,14 @@ class FerApp(App[None]):
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
-        yield SystemCommand("Toggle tagging", "Send messages with or without your expression",
-                            self.action_toggle_tagging)
-        yield SystemCommand("Toggle preview", "Hide or show the face preview",
-                            self.action_toggle_preview)
+        yield SystemCommand(
+            "Toggle tagging",
+            "Send messages with or without your expression",
+            self.action_toggle_tagging,
+        )
+        yield SystemCommand(
+            "Toggle preview", "Hide or show the face preview", self.action_toggle_preview
+        )
 
     async def on_unmount(self) -> None:
         if self.capture is not None:

@@ -42,9 +42,7 @@ def _load_interpreter_class() -> Any:
             try:
                 import tensorflow as tf  # last resort: only with the train extra
             except ImportError:
-                raise ModelError(
-                    "no TFLite runtime found: install ai-edge-litert"
-                ) from None
+                raise ModelError("no TFLite runtime found: install ai-edge-litert") from None
             Interpreter = tf.lite.Interpreter
     return Interpreter
 
@@ -89,9 +87,7 @@ class EmotionClassifier:
             raise ModelError(f"model file not found: {self.path}")
         interpreter_cls = _load_interpreter_class()
         try:
-            self._interpreter = interpreter_cls(
-                model_path=str(self.path), num_threads=num_threads
-            )
+            self._interpreter = interpreter_cls(model_path=str(self.path), num_threads=num_threads)
             self._interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
             raise ModelError(f"cannot load model {self.path}: {exc}") from exc

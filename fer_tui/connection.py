@@ -140,9 +140,7 @@ class HubConnection:
         while not self._stopping:
             self._set_state("connecting", self.url)
             try:
-                async with connect(
-                    self.url, open_timeout=self.open_timeout, max_size=2**20
-                ) as ws:
+                async with connect(self.url, open_timeout=self.open_timeout, max_size=2**20) as ws:
                     self._ws = ws
                     await self._session(ws)
                     failures = 0

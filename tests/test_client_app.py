@@ -34,8 +34,9 @@ async def hub_url() -> AsyncIterator[str]:
 
 def make_app(url: str | None, name: str | None, model: Path, frames=None, **settings) -> FerApp:
     source = FrameListSource(frames, interval=0.05) if frames else None
-    base = Settings(server=url, room="lobby", name=name, camera="none", model=str(model),
-                    threshold=0.0, fps=10.0)
+    base = Settings(
+        server=url, room="lobby", name=name, camera="none", model=str(model), threshold=0.0, fps=4.0
+    )
     return FerApp(base.merged(settings), frame_source=source, embedded_port=0)
 
 
@@ -64,8 +65,10 @@ async def test_two_clients_send_and_receive_with_tags(hub_url: str, model: Path)
     bob = make_app(hub_url, "bob", model)
     async with alice.run_test(size=SIZE) as pa, bob.run_test(size=SIZE) as pb:
         await wait_until(lambda: online(alice) and online(bob), what="both online")
-        await wait_until(lambda: alice.capture is not None and alice.capture.latest is not None,
-                         what="first analysis")
+        await wait_until(
+            lambda: alice.capture is not None and alice.capture.latest is not None,
+            what="first analysis",
+        )
         await type_and_send(pa, "hello bob")
         sent = entry(alice, "hello bob")
         await wait_until(lambda: "hello bob" in texts(bob), what="bob receives")
@@ -118,8 +121,10 @@ async def test_tagging_off_sends_no_emotion(hub_url: str, model: Path) -> None:
     bob = make_app(hub_url, "bob", model)
     async with alice.run_test(size=SIZE) as pa, bob.run_test(size=SIZE):
         await wait_until(lambda: online(alice) and online(bob), what="both online")
-        await wait_until(lambda: alice.capture is not None and alice.capture.latest is not None,
-                         what="first analysis")
+        await wait_until(
+            lambda: alice.capture is not None and alice.capture.latest is not None,
+            what="first analysis",
+        )
         await pa.press("ctrl+t")
         assert not alice.tagging and not alice.chat.status.tagging
         await type_and_send(pa, "no tag please")
@@ -175,10 +180,16 @@ async def test_no_camera_mode_chats_untagged(hub_url: str, model: Path) -> None:
         assert sent.emotion is None and sent.untagged_reason == "camera off"
 
 
-async def test_missing_camera_is_a_status_not_a_crash(hub_url: str, model: Path,
-                                                       tmp_path: Path) -> None:
-    settings = Settings(server=hub_url, room="lobby", name="dan", model=str(model),
-                        camera=str(tmp_path / "no-such-video.mp4"))
+async def test_missing_camera_is_a_status_not_a_crash(
+    hub_url: str, model: Path, tmp_path: Path
+) -> None:
+    settings = Settings(
+        server=hub_url,
+        room="lobby",
+        name="dan",
+        model=str(model),
+        camera=str(tmp_path / "no-such-video.mp4"),
+    )
     app = FerApp(settings)
     async with app.run_test(size=SIZE) as pilot:
         await wait_until(lambda: online(app), what="online")
@@ -198,8 +209,9 @@ async def test_join_screen_asks_for_name_and_room(hub_url: str, model: Path) -> 
         await pilot.click("#name")
         await pilot.press(*"erin", "enter")
         await pilot.press(*"garden", "enter")
-        await wait_until(lambda: isinstance(app.screen, ChatScreen) and online(app),
-                         what="chat screen")
+        await wait_until(
+            lambda: isinstance(app.screen, ChatScreen) and online(app), what="chat screen"
+        )
         assert (app.user, app.room) == ("erin", "garden")
 
 

@@ -29,13 +29,21 @@ class DebugWriter:
             x, y, w, h = analysis.box
             cv2.rectangle(frame, (x, y), (x + w, y + h), (0, 255, 0), 2)
             caption = f"{analysis.label or analysis.reason} {analysis.confidence:.0%}"
-            cv2.putText(frame, caption, (x, max(12, y - 6)), cv2.FONT_HERSHEY_SIMPLEX, 0.6,
-                        (0, 255, 0), 2)
-        frame_path = self.folder / f"{name}_frame.jpg"
-        cv2.imwrite(str(frame_path), frame)
-        written.append(frame_path)
+            cv2.putText(
+                frame, caption, (x, max(12, y - 6)), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 255, 0), 2
+            )
+        written.append(self._write(f"{name}_frame.jpg", frame))
         if analysis.crop is not None:
-            crop_path = self.folder / f"{name}_face.png"
-            cv2.imwrite(str(crop_path), analysis.crop)
-            written.append(crop_path)
+            written.append(self._write(f"{name}_face.png", analysis.crop))
         return written
+
+    def _write(self, file_name: str, image: object) -> Path:
+        # Encode in memory and write from Python, so audit hooks see every file written.
+        import cv2
+
+        ok, data = cv2.imencode(Path(file_name).suffix, image)
+        if not ok:
+            raise ValueError(f"cannot encode {file_name}")
+        path = self.folder / file_name
+        path.write_bytes(data.tobytes())
+        return path

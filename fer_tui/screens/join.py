@@ -23,8 +23,7 @@ class JoinScreen(Screen[tuple[str, str]]):
         with Vertical(id="join-form"):
             yield Label("Join a room", id="join-title")
             yield Label("Your name")
-            yield Input(self._name, placeholder="e.g. ada", id="name",
-                        max_length=MAX_USER_CHARS)
+            yield Input(self._name, placeholder="e.g. ada", id="name", max_length=MAX_USER_CHARS)
             yield Label("Room")
             yield Input(self._room, placeholder="lobby", id="room", max_length=MAX_ROOM_CHARS)
             yield Label("", id="join-error")

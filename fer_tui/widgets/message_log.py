@@ -75,8 +75,9 @@ class MessageLog(VerticalScroll):
         """Show ``entry``; if a row with its id exists (our pending copy), update it instead."""
         row = self._rows.get(entry.id)
         if row is not None:
-            merged = replace(entry, untagged_reason=entry.untagged_reason
-                             or row.entry.untagged_reason)
+            merged = replace(
+                entry, untagged_reason=entry.untagged_reason or row.entry.untagged_reason
+            )
             row.update_entry(merged)
             return
         row = MessageRow(entry)

@@ -35,8 +35,10 @@ class StatusBar(Static):
             text.append(f"{name} ", style="dim")
             text.append(value or "—")
         text.append(" │ ", style="dim")
-        text.append("tagging on" if self.tagging else "tagging off",
-                    style="" if self.tagging else "bold yellow")
+        text.append(
+            "tagging on" if self.tagging else "tagging off",
+            style="" if self.tagging else "bold yellow",
+        )
         if self.pending:
             text.append(" │ ", style="dim")
             text.append(f"{self.pending} pending", style="yellow")
