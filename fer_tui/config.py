@@ -63,8 +63,8 @@ class Settings:
         result = dataclasses.replace(self, **changes)
         if not 0.0 <= result.threshold <= 1.0:
             raise ConfigError(f"threshold must be between 0 and 1, got {result.threshold}")
-        if result.fps <= 0:
-            raise ConfigError(f"fps must be positive, got {result.fps}")
+        if not 0.0 < result.fps <= 60.0:  # also refuses NaN
+            raise ConfigError(f"fps must be in (0, 60], got {result.fps}")
         return result
 
 
