@@ -1,0 +1,141 @@
+"""train → export → evaluate through the real ``fer-model`` commands, on a tiny model and data."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+from training_fixtures import TINY_WIDTHS, run_cli, tiny_faces, write_npz
+
+pytest.importorskip("tensorflow")
+
+from fer_tui.classifier import EmotionClassifier
+from training.data import file_sha256
+
+EPOCHS = 6
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A tiny model trained for a few dozen steps; returns (run dir, train npz, val npz)."""
+    folder = tmp_path_factory.mktemp("training")
+    train_npz = write_npz(folder / "train.npz", *tiny_faces(per_class=64, seed=0))
+    val_npz = write_npz(folder / "val.npz", *tiny_faces(per_class=6, seed=1))
+    run = folder / "run"
+    result = run_cli("train", "--data", train_npz, "--val", val_npz, "--out", run,
+                     "--epochs", EPOCHS, "--batch-size", 32,
+                     "--widths", TINY_WIDTHS, "--convs-per-stage", 1, "--learning-rate", 1e-2,
+                     "--warmup-epochs", 0, "--seed", 7)
+    assert result.exit_code == 0, result.output
+    return run, train_npz, val_npz
+
+
+def read_history(run):
+    with (run / "history.csv").open(newline="") as handle:
+        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(handle)]
+
+
+def test_training_writes_a_complete_run(trained):
+    run, train_npz, _ = trained
+    for name in ("config.json", "last.keras", "best.keras", "history.csv", "curves.png",
+                 "labels.txt"):
+        assert (run / name).is_file(), name
+    config = json.loads((run / "config.json").read_text())
+    assert config["config"]["seed"] == 7
+    assert config["data"]["train"]["sha256"] == file_sha256(train_npz)
+    assert (run / "labels.txt").read_text().split() == ["angry", "disgust", "fear", "happy",
+                                                        "sad", "surprise", "neutral"]
+
+
+def test_loss_falls_and_the_model_learns(trained):
+    history = read_history(trained[0])
+    assert len(history) == EPOCHS
+    assert history[-1]["loss"] < history[0]["loss"]
+    assert history[-1]["val_loss"] < history[0]["val_loss"]
+    assert max(row["val_accuracy"] for row in history) > 2 / 7  # chance is 1/7
+
+
+def test_resume_continues_from_the_last_epoch(trained, tmp_path):
+    import shutil
+
+    run, train_npz, val_npz = trained
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    result = run_cli("train", "--data", train_npz, "--val", val_npz, "--out", copy,
+                     "--epochs", EPOCHS + 1, "--batch-size", 16, "--max-steps-per-epoch", 2,
+                     "--widths", TINY_WIDTHS, "--convs-per-stage", 1, "--resume")
+    assert result.exit_code == 0, result.output
+    epochs = [int(row["epoch"]) for row in read_history(copy)]
+    assert epochs == list(range(1, EPOCHS + 2))
+
+
+@pytest.fixture(scope="module")
+def exported(trained):
+    run, train_npz, val_npz = trained
+    out = run.parent / "model" / "emotion_int8.tflite"
+    result = run_cli("export", "--model", run / "best.keras", "--out", out,
+                     "--data", train_npz, "--val", val_npz)
+    assert result.exit_code == 0, result.output
+    return out, result.output
+
+
+def test_export_writes_an_int8_model_with_its_record(exported, trained):
+    out, output = exported
+    run, train_npz, val_npz = trained
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(out))
+    (model_in,), (model_out,) = interpreter.get_input_details(), interpreter.get_output_details()
+    assert tuple(model_in["shape"]) == (1, 48, 48, 1) and model_in["dtype"] == np.int8
+    assert tuple(model_out["shape"]) == (1, 7) and model_out["dtype"] == np.int8
+    record = json.loads(out.with_suffix(".json").read_text(encoding="utf-8"))
+    assert record["labels"][3] == "happy" and record["emoji"]["happy"] == "😄"
+    assert record["input"]["shape"] == [1, 48, 48, 1]
+    assert record["data_sha256"] == {"train": file_sha256(train_npz),
+                                     "val": file_sha256(val_npz)}
+    assert record["file_bytes"] == out.stat().st_size
+    train_command = json.loads((run / "config.json").read_text())["command"]
+    assert record["training"]["command"] == train_command
+    assert record["training"]["epochs_done"] == EPOCHS
+    for kind in ("float", "int8"):
+        assert set(record["validation"][kind]) >= {"accuracy", "macro_f1", "accuracy_flip",
+                                                   "macro_f1_flip"}
+    # The side-by-side table shows the same figures the JSON holds.
+    accuracy_line = next(line for line in output.splitlines() if line.startswith("accuracy "))
+    assert accuracy_line.split()[-2:] == [f"{record['validation']['float']['accuracy']:.4f}",
+                                          f"{record['validation']['int8']['accuracy']:.4f}"]
+
+
+def test_int8_predictions_agree_with_float(exported, trained):
+    import keras
+
+    out, _ = exported
+    run, _, _ = trained
+    x, _ = tiny_faces(per_class=10, seed=2)
+    float_pred = keras.models.load_model(run / "best.keras").predict(
+        x[..., None].astype(np.float32), verbose=0).argmax(axis=1)
+    classifier = EmotionClassifier(out)
+    int8_pred = np.array([classifier.predict(face).argmax() for face in x])
+    assert (float_pred == int8_pred).mean() >= 0.9
+
+
+@pytest.mark.parametrize("which", ["keras", "tflite"])
+def test_evaluate_writes_table_matrix_and_metrics(which, exported, trained, tmp_path):
+    run, _, val_npz = trained
+    model = run / "best.keras" if which == "keras" else exported[0]
+    out = tmp_path / "eval"
+    result = run_cli("evaluate", "--model", model, "--data", val_npz, "--out", out, "--flip")
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert np.array(metrics["plain"]["confusion"]).sum() == 42
+    assert set(metrics) >= {"plain", "flip"}
+    assert (out / "confusion.png").read_bytes()[:4] == b"\x89PNG"
+    table = (out / "metrics.md").read_text(encoding="utf-8")
+    assert f"accuracy: **{metrics['flip']['accuracy']:.4f}**" in table
+    # The exported record's figures come from the same data: evaluate must reproduce them.
+    record = json.loads(exported[0].with_suffix(".json").read_text(encoding="utf-8"))
+    expected = record["validation"]["float" if which == "keras" else "int8"]
+    assert metrics["plain"]["accuracy"] == pytest.approx(expected["accuracy"], abs=1e-4)
+    assert metrics["flip"]["accuracy"] == pytest.approx(expected["accuracy_flip"], abs=1e-4)
