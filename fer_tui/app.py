@@ -45,7 +45,7 @@ _FROM_SETTINGS = object()
 class FerApp(App[None]):
     """FER-TMS chat client."""
 
-    CSS_PATH = "app.tcss"
+    CSS_PATH = Path(__file__).with_name("app.tcss")  # absolute: subclasses live elsewhere
     TITLE = "FER-TMS"
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+t", "toggle_tagging", "Tagging on/off", priority=True),

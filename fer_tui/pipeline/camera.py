@@ -54,7 +54,7 @@ class DeviceSource:
     def __init__(self, index: int) -> None:
         import cv2
 
-        self.description = f"camera {index}"
+        self.description = f"device {index}"
         self._capture = cv2.VideoCapture(index)
         if not self._capture.isOpened():
             self._capture.release()

@@ -12,6 +12,9 @@ from textual.widgets import Static
 from fer_tui.emotions import emoji_for
 from hub.protocol import Emotion
 
+#: Names are padded to this width so the emotion column lines up.
+USER_WIDTH = 8
+
 
 @dataclass(frozen=True)
 class LogEntry:
@@ -32,7 +35,7 @@ def format_entry(entry: LogEntry) -> Text:
     line = Text(no_wrap=False)
     line.append(time.strftime("%H:%M:%S", time.localtime(entry.ts)), style="dim")
     line.append("  ")
-    line.append(entry.user, style="bold " + ("green" if entry.own else "cyan"))
+    line.append(entry.user.ljust(USER_WIDTH), style="bold " + ("green" if entry.own else "cyan"))
     line.append("  ")
     if entry.emotion is None:
         reason = f" ({entry.untagged_reason})" if entry.untagged_reason else ""

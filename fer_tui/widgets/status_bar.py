@@ -29,10 +29,10 @@ class StatusBar(Static):
         text = Text(no_wrap=True, overflow="ellipsis")
         text.append(f"● {self.connection}", style=_STATE_STYLE.get(self.connection, ""))
         if self.detail:
-            text.append(f" {self.detail}", style="dim")
-        for name, value in (("room", self.room), ("camera", self.camera), ("model", self.model)):
+            text.append(f" ({self.detail})", style="dim")
+        for name, value in (("#", self.room), ("cam", self.camera), ("model", self.model)):
             text.append(" │ ", style="dim")
-            text.append(f"{name} ", style="dim")
+            text.append(name if name == "#" else f"{name} ", style="dim")
             text.append(value or "—")
         text.append(" │ ", style="dim")
         text.append(

@@ -1,0 +1,126 @@
+"""Snapshot tests of the main screens (pytest-textual-snapshot).
+
+The hub and camera workers are replaced by fixed events, so the screens are
+deterministic; everything the widgets draw is the real code. Update with
+``pytest tests/test_client_snapshots.py --snapshot-update`` after a deliberate
+UI change, and review the SVGs.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from fer_tui.app import FerApp
+from fer_tui.config import Settings
+from fer_tui.connection import JoinedRoom, MessageReceived, PresenceChanged, StateChanged
+from hub.protocol import ChatMessage, Emotion, Joined, Member, Presence
+
+pytest.importorskip("pytest_textual_snapshot")
+
+SIZE = (100, 30)
+T0 = 1_767_268_800.0  # 2026-01-01 12:00:00 UTC
+
+
+class FrozenApp(FerApp):
+    """The real app with its hub and camera workers switched off."""
+
+    def run_connection(self) -> None:  # type: ignore[override]
+        pass
+
+    def start_camera(self) -> None:  # type: ignore[override]
+        self._camera_text = "device 0"
+        self._model_text = "emotion_int8.tflite"
+        self._refresh_camera_status()
+
+
+@pytest.fixture(autouse=True)
+def utc(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+
+
+def face_crop() -> np.ndarray:
+    """A synthetic 48×48 'face': a bright oval with two dark eyes and a mouth."""
+    yy, xx = np.mgrid[0:48, 0:48]
+    crop = np.where(((xx - 24) / 17) ** 2 + ((yy - 24) / 21) ** 2 <= 1, 200, 40)
+    for cx in (17, 31):
+        crop[(xx - cx) ** 2 + (yy - 19) ** 2 <= 6] = 30
+    crop[(yy >= 33) & (yy <= 35) & (xx >= 17) & (xx <= 31)] = 60
+    return crop.astype(np.uint8)
+
+
+def message(seq: int, user: str, text: str, emotion: Emotion | None) -> ChatMessage:
+    return ChatMessage("lobby", seq, f"id{seq}", user, text, emotion, T0 + 7 * seq)
+
+
+async def fill_chat(app: FerApp, online: bool = True) -> None:
+    members = (Member("ada", Emotion("happy", 0.91)), Member("grace", None))
+    app._on_hub_event(
+        StateChanged(
+            "online" if online else "offline", "" if online else "hub went away; retrying in 1.6s"
+        )
+    )
+    app._on_hub_event(JoinedRoom(Joined("lobby", "ada", members, (), 0)))
+    app._on_hub_event(PresenceChanged(Presence("join", "linus", (*members, Member("linus", None)))))
+    app._on_hub_event(MessageReceived(message(1, "grace", "Morning! Coffee?", None), own=False))
+    app._on_hub_event(
+        MessageReceived(
+            message(2, "ada", "Yes please, I just fixed the build", Emotion("happy", 0.91)),
+            own=True,
+        )
+    )
+    app._on_hub_event(
+        MessageReceived(
+            message(3, "linus", "Who broke it in the first place?", Emotion("surprise", 0.64)),
+            own=False,
+        )
+    )
+    app.chat.preview.show(face_crop(), "happy", 0.88, None)
+
+
+def chat_app(**settings) -> FrozenApp:
+    base = Settings(server="ws://hub.invalid:8765", room="lobby", name="ada", camera="0")
+    return FrozenApp(base.merged(settings))
+
+
+def test_join_screen(snap_compare) -> None:
+    app = FrozenApp(Settings(server="ws://hub.invalid:8765", camera="none"))
+    assert snap_compare(app, terminal_size=SIZE)
+
+
+def test_chat_screen(snap_compare) -> None:
+    async def run_before(pilot) -> None:
+        await pilot.pause()
+        await fill_chat(pilot.app)
+        await pilot.pause()
+
+    assert snap_compare(chat_app(), terminal_size=SIZE, run_before=run_before)
+
+
+def test_chat_screen_offline_tagging_off_pending(snap_compare) -> None:
+    async def run_before(pilot) -> None:
+        await pilot.pause()
+        app = pilot.app
+        await fill_chat(app, online=False)
+        await pilot.press("ctrl+t")
+        from fer_tui.widgets.message_log import LogEntry
+
+        app.chat.log_view.add_entry(
+            LogEntry(
+                "local1",
+                "ada",
+                "Typed while offline",
+                None,
+                T0 + 60,
+                own=True,
+                pending=True,
+                untagged_reason="tagging off",
+            )
+        )
+        app.chat.status.pending = 1
+        await pilot.pause(0.1)
+
+    assert snap_compare(chat_app(), terminal_size=SIZE, run_before=run_before)
