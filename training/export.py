@@ -9,8 +9,11 @@ sha256 and the commands that made the model.
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import io
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,7 +78,8 @@ def convert_int8(model, calibration: np.ndarray) -> bytes:
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     converter.inference_input_type = tf.int8
     converter.inference_output_type = tf.int8
-    return converter.convert()
+    with contextlib.redirect_stdout(io.StringIO()):  # the converter prints its whole graph
+        return converter.convert()
 
 
 def score(predict, faces: FaceSet) -> Scores:
@@ -128,19 +132,28 @@ def export(model, model_path: Path, out: Path, train_set: FaceSet, val_set: Face
                    "quantization": details["output"], "meaning": "softmax over labels"},
         "file_bytes": len(tflite),
         "validation": {
-            "data": str(data_paths["val"]), "images": len(val_set),
+            "data": _shown(data_paths["val"]), "images": len(val_set),
             "float": float_scores.summary(), "int8": int8_scores.summary(),
         },
-        "calibration": {"data": str(data_paths["train"]), "per_class": CALIBRATION_PER_CLASS,
+        "calibration": {"data": _shown(data_paths["train"]), "per_class": CALIBRATION_PER_CLASS,
                         "seed": seed},
         "data_sha256": {name: file_sha256(path) for name, path in data_paths.items()},
         "command": command,
-        "source_model": str(model_path),
+        "source_model": _shown(model_path),
         "training": training_run(model_path),
     }
     out.with_suffix(".json").write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n",
                                         encoding="utf-8")
     return record
+
+
+def _shown(path: Path) -> str:
+    """``path`` relative to the repository when it lies beside or in it (portable records)."""
+    repo = Path(__file__).resolve().parents[1]
+    absolute = Path(path).resolve()
+    if absolute.is_relative_to(repo.parent):
+        return os.path.relpath(absolute, repo)
+    return str(path)
 
 
 def _quantization(tflite: bytes) -> dict[str, list[float]]:
