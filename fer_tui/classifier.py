@@ -14,8 +14,11 @@ same class serves int8, uint8 and float models::
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +48,23 @@ def _load_interpreter_class() -> Any:
                 raise ModelError("no TFLite runtime found: install ai-edge-litert") from None
             Interpreter = tf.lite.Interpreter
     return Interpreter
+
+
+@contextlib.contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """Silence file descriptor 2 (C++ logging) for the duration of the block."""
+    try:
+        saved = os.dup(2)
+    except OSError:  # no stderr at all
+        yield
+        return
+    try:
+        with open(os.devnull, "wb") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def _quantise(values: np.ndarray, detail: dict[str, Any]) -> np.ndarray:
@@ -87,8 +107,12 @@ class EmotionClassifier:
             raise ModelError(f"model file not found: {self.path}")
         interpreter_cls = _load_interpreter_class()
         try:
-            self._interpreter = interpreter_cls(model_path=str(self.path), num_threads=num_threads)
-            self._interpreter.allocate_tensors()
+            with _quiet_stderr():  # the runtime prints INFO lines over the TUI
+                self._interpreter = interpreter_cls(
+                    model_path=str(self.path), num_threads=num_threads
+                )
+                self._interpreter.allocate_tensors()
+                self._interpreter.invoke()  # creates the delegate now, not on first Enter
         except (ValueError, RuntimeError) as exc:
             raise ModelError(f"cannot load model {self.path}: {exc}") from exc
         self._input = self._interpreter.get_input_details()[0]
