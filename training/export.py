@@ -131,6 +131,7 @@ def export(model, model_path: Path, out: Path, train_set: FaceSet, val_set: Face
         "output": {"shape": [1, NUM_CLASSES], "dtype": "int8",
                    "quantization": details["output"], "meaning": "softmax over labels"},
         "file_bytes": len(tflite),
+        "parameters": int(model.count_params()),
         "validation": {
             "data": _shown(data_paths["val"]), "images": len(val_set),
             "float": float_scores.summary(), "int8": int8_scores.summary(),
