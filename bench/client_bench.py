@@ -1,0 +1,460 @@
+"""Client benchmark: frame → label, Enter → tag, Enter → shown elsewhere, idle cost, start-up.
+
+Run from the repo root (needs ``../shared/data/faces``)::
+
+    .venv/bin/python bench/client_bench.py            # everything, with the fer peer
+    .venv/bin/python bench/client_bench.py --skip-fer # without the fer package
+
+Frames are the 12 real photos letterboxed into 640×480 and 1280×720 canvases.
+Both pipelines run on one thread (OpenMP, OpenCV and TensorFlow limited to 1).
+The peer is the ``fer`` package's ``FER().detect_emotions`` (Haar cascade +
+Keras CNN), run in a separate venv ``.bench-venv-fer/`` that this script
+creates on first use (fer 25.10.3 with --no-deps, TensorFlow CPU, tf-keras,
+OpenCV < 5), as a subprocess on the same frames. Recall counts faces found
+against the README's face counts (found faces beyond the count are reported
+as extra). Every figure comes from this run; ratios compare within it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+REPO = Path(__file__).resolve().parents[1]
+FACES = REPO.parent / "shared" / "data" / "faces"
+FER_VENV = REPO / ".bench-venv-fer"
+FER_PACKAGES = [
+    "tensorflow-cpu",
+    "tf-keras",
+    "opencv-python-headless<5",
+    "requests",
+    "pillow",
+    "pandas",
+    "tqdm",
+    "setuptools<81",  # fer imports pkg_resources
+]
+SIZES = ((640, 480), (1280, 720))
+sys.path.insert(0, str(REPO))
+
+
+# --- frames -----------------------------------------------------------------
+
+
+def face_counts() -> dict[str, int]:
+    counts = {}
+    for line in (FACES / "README.md").read_text(encoding="utf-8").splitlines():
+        match = re.match(r"\|\s*`([^`]+\.(?:jpg|png))`\s*\|[^|]*\|[^|]*\|\s*(\d+)", line)
+        if match:
+            counts[match.group(1)] = int(match.group(2))
+    return counts
+
+
+def letterbox(image, width: int, height: int):
+    import cv2
+    import numpy as np
+
+    scale = min(width / image.shape[1], height / image.shape[0])
+    size = (round(image.shape[1] * scale), round(image.shape[0] * scale))
+    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    resized = cv2.resize(image, size, interpolation=interpolation)
+    canvas = np.full((height, width, 3), 114, np.uint8)
+    x, y = (width - size[0]) // 2, (height - size[1]) // 2
+    canvas[y : y + size[1], x : x + size[0]] = resized
+    return canvas
+
+
+def make_frames() -> tuple[dict[tuple[int, int], list], list[int]]:
+    import cv2
+
+    counts = face_counts()
+    photos = [cv2.imread(str(FACES / name)) for name in counts]
+    frames = {size: [letterbox(p, *size) for p in photos] for size in SIZES}
+    return frames, list(counts.values())
+
+
+def recall(found: list[int], expected: list[int]) -> tuple[float, int]:
+    hits = sum(min(f, e) for f, e in zip(found, expected, strict=True))
+    extra = sum(max(0, f - e) for f, e in zip(found, expected, strict=True))
+    return hits / sum(expected), extra
+
+
+# --- our pipeline -------------------------------------------------------------
+
+
+def bench_ours(frames: list, repeat: int) -> tuple[list[float], list[int]]:
+    """ms per frame (detect + crop + classify every face) and faces per frame."""
+    import cv2
+
+    from fer_tui.classifier import EmotionClassifier
+    from fer_tui.pipeline.detector import FaceDetector
+    from fer_tui.preprocess import crop_face, to_gray
+
+    cv2.setNumThreads(1)
+    detector = FaceDetector()
+    classifier = EmotionClassifier(num_threads=1)
+
+    def label_frame(frame) -> int:
+        faces = detector.detect(frame)
+        gray = to_gray(frame)
+        for box, _ in faces:
+            classifier.predict(crop_face(gray, box))
+        return len(faces)
+
+    found = [label_frame(f) for f in frames]  # warm-up
+    times = []
+    for _ in range(repeat):
+        for frame in frames:
+            start = time.perf_counter()
+            label_frame(frame)
+            times.append((time.perf_counter() - start) * 1000)
+    return times, found
+
+
+# --- the fer peer -------------------------------------------------------------
+
+
+def ensure_fer_venv() -> Path:
+    python = FER_VENV / "bin" / "python"
+    if python.exists():
+        return python
+    print(f"creating {FER_VENV} (fer peer; once)…", file=sys.stderr)
+    subprocess.run([sys.executable, "-m", "venv", str(FER_VENV)], check=True)
+    pip = [str(python), "-m", "pip", "install", "-q"]
+    subprocess.run([*pip, "--no-deps", "fer==25.10.3"], check=True)
+    subprocess.run([*pip, *FER_PACKAGES], check=True)
+    return python
+
+
+def bench_fer(frames_by_size: dict, repeat: int) -> dict[tuple[int, int], tuple[list, list]]:
+    import numpy as np
+
+    python = ensure_fer_venv()
+    env = dict(
+        os.environ,
+        OMP_NUM_THREADS="1",
+        TF_NUM_INTRAOP_THREADS="1",
+        TF_NUM_INTEROP_THREADS="1",
+        TF_CPP_MIN_LOG_LEVEL="3",
+        CUDA_VISIBLE_DEVICES="",
+    )
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for size, frames in frames_by_size.items():
+            path = Path(tmp) / "frames.npz"
+            np.savez(path, frames=np.stack(frames))
+            out = subprocess.run(
+                [str(python), __file__, "--fer-child", str(path), "--repeat", str(repeat)],
+                env=env,
+                capture_output=True,
+                text=True,
+                check=False,
+                timeout=1800,
+            )
+            if out.returncode != 0:
+                raise RuntimeError(f"fer child failed:\n{out.stderr[-3000:]}")
+            data = json.loads(out.stdout.strip().splitlines()[-1])
+            results[size] = (data["times"], data["found"])
+    return results
+
+
+def fer_child(path: str, repeat: int) -> None:
+    """Runs inside .bench-venv-fer: FER().detect_emotions on every frame."""
+    import cv2
+    import numpy as np
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(1)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+    cv2.setNumThreads(1)
+    from fer import FER
+
+    frames = list(np.load(path)["frames"])
+    detector = FER()
+    found = [len(detector.detect_emotions(f)) for f in frames]  # warm-up
+    times = []
+    for _ in range(repeat):
+        for frame in frames:
+            start = time.perf_counter()
+            detector.detect_emotions(frame)
+            times.append((time.perf_counter() - start) * 1000)
+    print(json.dumps({"times": times, "found": found}))
+
+
+# --- Enter → tag, Enter → shown, idle -----------------------------------------
+
+
+def bench_enter_to_tag(frames: list) -> float:
+    """Median µs for the tag read on Enter while the capture thread runs."""
+    from fer_tui.classifier import EmotionClassifier
+    from fer_tui.pipeline import CaptureThread, FacePipeline, FrameListSource
+    from fer_tui.pipeline.detector import FaceDetector
+
+    pipeline = FacePipeline(FaceDetector(), EmotionClassifier())
+    thread = CaptureThread(FrameListSource(frames, interval=1 / 30), pipeline, fps=4)
+    thread.start()
+    try:
+        while thread.latest is None:
+            time.sleep(0.01)
+        samples = []
+        for _ in range(200):
+            start = time.perf_counter()
+            thread.tag(0.35)
+            samples.append((time.perf_counter() - start) * 1e6)
+            time.sleep(0.005)
+    finally:
+        thread.stop()
+    return statistics.median(samples)
+
+
+async def bench_enter_to_shown(frames: list, messages: int = 20) -> list[float]:
+    """ms from Enter on client A to the row added on client B, over a real hub."""
+    from fer_tui.app import FerApp
+    from fer_tui.config import Settings
+    from fer_tui.connection import MessageReceived
+    from fer_tui.pipeline import FrameListSource
+    from hub.server import HubConfig, serve_hub
+
+    arrived: dict[str, float] = {}
+    async with serve_hub(HubConfig(host="127.0.0.1", port=0)) as hub:
+        base = Settings(server=hub.url, room="bench", camera="none")
+        alice = FerApp(
+            base.merged({"name": "alice"}), frame_source=FrameListSource(frames, interval=1 / 30)
+        )
+        bob = FerApp(base.merged({"name": "bob"}), frame_source=None)
+        original = bob._show_hub_event
+
+        def recording(event) -> None:
+            original(event)
+            if isinstance(event, MessageReceived):
+                arrived[event.message.text] = time.perf_counter()
+
+        bob._show_hub_event = recording  # type: ignore[method-assign]
+        async with alice.run_test(size=(100, 30)) as pilot, bob.run_test(size=(100, 30)):
+            while not (
+                alice.connection
+                and alice.connection.state == "online"
+                and bob.connection
+                and bob.connection.state == "online"
+                and alice.capture
+                and alice.capture.latest
+            ):
+                await asyncio.sleep(0.05)
+            delays = []
+            for i in range(messages):
+                text = f"m{i}"
+                await pilot.press(*text)
+                start = time.perf_counter()
+                await pilot.press("enter")
+                while text not in arrived:
+                    await asyncio.sleep(0.0005)
+                delays.append((arrived[text] - start) * 1000)
+                await asyncio.sleep(0.25)  # stay under the hub's rate limit
+    return delays
+
+
+def idle_child(seconds: float) -> None:
+    """Run the app idle in a chat with the camera on; print CPU share, fps, peak RSS."""
+    import cv2
+
+    from fer_tui.app import FerApp
+    from fer_tui.config import Settings
+    from fer_tui.pipeline import FrameListSource
+
+    frames = [letterbox(cv2.imread(str(FACES / n)), 640, 480) for n in face_counts()]
+
+    async def run() -> dict:
+        app = FerApp(
+            Settings(name="idle", room="bench"),
+            frame_source=FrameListSource(frames, interval=1 / 30),
+            embedded_port=0,
+        )
+        async with app.run_test(size=(100, 30)):
+            while not (app.capture and app.capture.latest):
+                await asyncio.sleep(0.05)
+            analysed0, cpu0, wall0 = (
+                app.capture.frames_analysed,
+                time.process_time(),
+                time.perf_counter(),
+            )
+            await asyncio.sleep(seconds)
+            wall = time.perf_counter() - wall0
+            return {
+                "cpu_share": (time.process_time() - cpu0) / wall,
+                "fps": (app.capture.frames_analysed - analysed0) / wall,
+            }
+
+    result = asyncio.run(run())
+    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps(result))
+
+
+def cold_child() -> None:
+    """Start the real app; print when its chat screen is first drawn, then quit."""
+    from fer_tui.app import FerApp
+    from fer_tui.config import Settings
+    from fer_tui.screens import ChatScreen
+
+    class Timed(FerApp):
+        def on_chat_screen_ready(self, event: ChatScreen.Ready) -> None:
+            super().on_chat_screen_ready(event)
+            self.call_after_refresh(self._done)
+
+        def _done(self) -> None:
+            print("READY", flush=True)
+            self.exit()
+
+    Timed(Settings(name="cold", room="bench", camera="none", server="ws://127.0.0.1:9")).run(
+        headless=True
+    )
+
+
+def spawn_until_ready(args: list[str]) -> float:
+    start = time.perf_counter()
+    out = subprocess.run(args, capture_output=True, text=True, timeout=120, check=True)
+    elapsed = time.perf_counter() - start
+    if args[-1] == "cold" and "READY" not in out.stdout:
+        raise RuntimeError(f"cold start child did not report:\n{out.stdout}\n{out.stderr}")
+    return elapsed
+
+
+# --- report -------------------------------------------------------------------
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--skip-fer", action="store_true", help="leave out the fer peer")
+    parser.add_argument("--repeat", type=int, default=3, help="passes over the frames")
+    parser.add_argument("--idle-seconds", type=float, default=10.0)
+    parser.add_argument("--fer-child", help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=["idle", "cold"], help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.fer_child:
+        fer_child(args.fer_child, args.repeat)
+        return
+    if args.child == "idle":
+        idle_child(args.idle_seconds)
+        return
+    if args.child == "cold":
+        cold_child()
+        return
+    if not (FACES / "README.md").is_file():
+        sys.exit(f"needs the face photos at {FACES}")
+
+    frames_by_size, expected = make_frames()
+    rows: list[tuple[str, str, str, str, str]] = []
+    ours = {size: bench_ours(frames, args.repeat) for size, frames in frames_by_size.items()}
+    peer = {} if args.skip_fer else bench_fer(frames_by_size, args.repeat)
+    for size in SIZES:
+        times, found = ours[size]
+        ms = statistics.median(times)
+        rec, extra = recall(found, expected)
+        label = f"{size[0]}×{size[1]}"
+        if size in peer:
+            fer_times, fer_found = peer[size]
+            fer_ms = statistics.median(fer_times)
+            fer_rec, fer_extra = recall(fer_found, expected)
+            rows.append(
+                (
+                    f"frame → label, {label} (median ms)",
+                    f"{ms:.1f}",
+                    f"{fer_ms:.1f}",
+                    f"{fer_ms / ms:.1f}× faster",
+                    "≥ 3× faster",
+                )
+            )
+            rows.append(
+                (
+                    f"face recall, {label} (extra boxes)",
+                    f"{rec:.0%} ({extra})",
+                    f"{fer_rec:.0%} ({fer_extra})",
+                    f"{rec - fer_rec:+.0%}",
+                    "≥ fer",
+                )
+            )
+        else:
+            rows.append(
+                (f"frame → label, {label} (median ms)", f"{ms:.1f}", "—", "—", "≥ 3× faster")
+            )
+            rows.append(
+                (f"face recall, {label} (extra boxes)", f"{rec:.0%} ({extra})", "—", "—", "≥ fer")
+            )
+
+    frames640 = frames_by_size[(640, 480)]
+    tag_us = bench_enter_to_tag(frames640)
+    frame_ms = statistics.median(ours[(640, 480)][0])
+    rows.append(
+        (
+            "Enter → tag ready (median)",
+            f"{tag_us:.0f} µs",
+            f"{frame_ms:.1f} ms",
+            f"{frame_ms * 1000 / tag_us:.0f}× faster",
+            "≤ 10 ms",
+        )
+    )
+    delays = asyncio.run(bench_enter_to_shown(frames640))
+    p95 = sorted(delays)[int(0.95 * len(delays)) - 1]
+    rows.append(
+        (
+            "Enter → shown on 2nd client (median / p95 ms)",
+            f"{statistics.median(delays):.1f} / {p95:.1f}",
+            "—",
+            "—",
+            "≤ 50 ms",
+        )
+    )
+
+    me = [sys.executable, __file__]
+    idle = json.loads(
+        subprocess.run(
+            [*me, "--child", "idle", "--idle-seconds", str(args.idle_seconds)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=True,
+        )
+        .stdout.strip()
+        .splitlines()[-1]
+    )
+    rows.append(
+        ("pipeline analyses per second, idle in chat", f"{idle['fps']:.1f}", "—", "—", "a few")
+    )
+    rows.append(("CPU share of one core, idle in chat", f"{idle['cpu_share']:.0%}", "—", "—", "—"))
+    rows.append(("peak RSS, idle in chat (MB)", f"{idle['peak_rss_mb']:.0f}", "—", "—", "—"))
+
+    bare = statistics.median(spawn_until_ready([sys.executable, "-c", "pass"]) for _ in range(3))
+    cold = statistics.median(spawn_until_ready([*me, "--child", "cold"]) for _ in range(3))
+    rows.append(
+        (
+            "cold start to first chat screen (s; baseline: bare python)",
+            f"{cold:.2f}",
+            f"{bare:.2f}",
+            f"{cold / bare:.1f}× bare python",
+            "≤ 1.5 s",
+        )
+    )
+
+    header = ("metric", "fer_tui", "baseline (fer / as noted)", "ratio", "goal")
+    print(
+        f"frames: 12 real photos × {args.repeat} passes; one thread each; "
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
+    )
+    print("| " + " | ".join(header) + " |")
+    print("|" + "|".join(" --- " for _ in header) + "|")
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+
+
+if __name__ == "__main__":
+    main()
