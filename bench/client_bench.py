@@ -127,13 +127,16 @@ def bench_ours(frames: list, repeat: int) -> tuple[list[float], list[int]]:
 
 def ensure_fer_venv() -> Path:
     python = FER_VENV / "bin" / "python"
-    if python.exists():
+    ready = FER_VENV / ".ready"
+    if ready.exists():
         return python
     print(f"creating {FER_VENV} (fer peer; once)…", file=sys.stderr)
     subprocess.run([sys.executable, "-m", "venv", str(FER_VENV)], check=True)
     pip = [str(python), "-m", "pip", "install", "-q"]
     subprocess.run([*pip, "--no-deps", "fer==25.10.3"], check=True)
     subprocess.run([*pip, *FER_PACKAGES], check=True)
+    subprocess.run([str(python), "-c", "from fer.fer import FER"], check=True)
+    ready.touch()
     return python
 
 
@@ -178,7 +181,7 @@ def fer_child(path: str, repeat: int) -> None:
     tf.config.threading.set_intra_op_parallelism_threads(1)
     tf.config.threading.set_inter_op_parallelism_threads(1)
     cv2.setNumThreads(1)
-    from fer import FER
+    from fer.fer import FER  # 25.10.3's package root does not re-export it
 
     frames = list(np.load(path)["frames"])
     detector = FER()
@@ -219,49 +222,94 @@ def bench_enter_to_tag(frames: list) -> float:
 
 
 async def bench_enter_to_shown(frames: list, messages: int = 20) -> list[float]:
-    """ms from Enter on client A to the row added on client B, over a real hub."""
+    """ms from Enter on client A to the row added on client B, each in its own process.
+
+    The hub and client B are child processes; A runs here with its camera on.
+    Times are ``time.perf_counter()`` (CLOCK_MONOTONIC on Linux: one clock for
+    all processes of the machine).
+    """
     from fer_tui.app import FerApp
     from fer_tui.config import Settings
-    from fer_tui.connection import MessageReceived
     from fer_tui.pipeline import FrameListSource
-    from hub.server import HubConfig, serve_hub
 
-    arrived: dict[str, float] = {}
-    async with serve_hub(HubConfig(host="127.0.0.1", port=0)) as hub:
-        base = Settings(server=hub.url, room="bench", camera="none")
-        alice = FerApp(
-            base.merged({"name": "alice"}), frame_source=FrameListSource(frames, interval=1 / 30)
+    with tempfile.TemporaryDirectory() as tmp:
+        port = _free_port()
+        url = f"ws://127.0.0.1:{port}"
+        hub = subprocess.Popen(
+            [sys.executable, "-m", "hub", "--host", "127.0.0.1", "--port", str(port)],
+            cwd=REPO,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
-        bob = FerApp(base.merged({"name": "bob"}), frame_source=None)
-        original = bob._show_hub_event
-
-        def recording(event) -> None:
-            original(event)
-            if isinstance(event, MessageReceived):
-                arrived[event.message.text] = time.perf_counter()
-
-        bob._show_hub_event = recording  # type: ignore[method-assign]
-        async with alice.run_test(size=(100, 30)) as pilot, bob.run_test(size=(100, 30)):
-            while not (
-                alice.connection
-                and alice.connection.state == "online"
-                and bob.connection
-                and bob.connection.state == "online"
-                and alice.capture
-                and alice.capture.latest
-            ):
-                await asyncio.sleep(0.05)
+        bob = await asyncio.create_subprocess_exec(
+            sys.executable,
+            __file__,
+            "--child",
+            "receiver",
+            "--url",
+            url,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.DEVNULL,
+            cwd=tmp,
+        )
+        try:
+            assert bob.stdout is not None
+            while (await bob.stdout.readline()).strip() != b"READY":
+                pass
+            alice = FerApp(
+                Settings(server=url, room="bench", name="alice"),
+                frame_source=FrameListSource(frames, interval=1 / 30),
+            )
             delays = []
-            for i in range(messages):
-                text = f"m{i}"
-                await pilot.press(*text)
-                start = time.perf_counter()
-                await pilot.press("enter")
-                while text not in arrived:
-                    await asyncio.sleep(0.0005)
-                delays.append((arrived[text] - start) * 1000)
-                await asyncio.sleep(0.25)  # stay under the hub's rate limit
+            async with alice.run_test(size=(100, 30)) as pilot:
+                while not (
+                    alice.connection
+                    and alice.connection.state == "online"
+                    and alice.capture
+                    and alice.capture.latest
+                ):
+                    await asyncio.sleep(0.05)
+                for i in range(messages):
+                    text = f"m{i}"
+                    await pilot.press(*text)
+                    start = time.perf_counter()
+                    await pilot.press("enter")
+                    arrival = json.loads(await asyncio.wait_for(bob.stdout.readline(), 10))
+                    assert arrival["text"] == text, arrival
+                    delays.append((arrival["t"] - start) * 1000)
+                    await asyncio.sleep(0.25)  # stay under the hub's rate limit
+        finally:
+            bob.kill()
+            await bob.wait()
+            hub.terminate()
+            hub.wait(10)
     return delays
+
+
+def receiver_child(url: str) -> None:
+    """Client B: print READY when online, then one JSON line per message shown."""
+    from fer_tui.app import FerApp
+    from fer_tui.config import Settings
+    from fer_tui.connection import MessageReceived, StateChanged
+
+    class Receiver(FerApp):
+        def _show_hub_event(self, event) -> None:
+            super()._show_hub_event(event)
+            if isinstance(event, MessageReceived):
+                shown = time.perf_counter()
+                print(json.dumps({"text": event.message.text, "t": shown}), flush=True)
+            elif isinstance(event, StateChanged) and event.state == "online":
+                print("READY", flush=True)
+
+    Receiver(Settings(server=url, room="bench", name="bob", camera="none")).run(headless=True)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def idle_child(seconds: float) -> None:
@@ -338,7 +386,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="passes over the frames")
     parser.add_argument("--idle-seconds", type=float, default=10.0)
     parser.add_argument("--fer-child", help=argparse.SUPPRESS)
-    parser.add_argument("--child", choices=["idle", "cold"], help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=["idle", "cold", "receiver"], help=argparse.SUPPRESS)
+    parser.add_argument("--url", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.fer_child:
         fer_child(args.fer_child, args.repeat)
@@ -348,6 +397,9 @@ def main() -> None:
         return
     if args.child == "cold":
         cold_child()
+        return
+    if args.child == "receiver":
+        receiver_child(args.url)
         return
     if not (FACES / "README.md").is_file():
         sys.exit(f"needs the face photos at {FACES}")
