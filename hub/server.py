@@ -16,11 +16,14 @@ Design:
 
 * All room logic lives in the sans-I/O :class:`hub.rooms.Hub`; this module
   reads frames, hands them over and carries out the returned actions.
-* Sending never awaits. Each frame is encoded once and written to every
-  member's transport like :func:`websockets.asyncio.server.broadcast`, so a
-  slow reader cannot stall a room. A member whose unread backlog passes
-  ``max_backlog_bytes`` is closed with 1008 ``slow_consumer`` instead of
-  growing the hub's memory without bound; it rejoins with ``since``.
+* Sending never awaits, as with :func:`websockets.asyncio.server.broadcast`,
+  so a slow reader cannot stall a room. Each frame is JSON-encoded and framed
+  once (server frames are unmasked, so the bytes are the same for everyone),
+  queued per member, and what a member got during one event-loop iteration is
+  written with one syscall: under a burst that saves a send() per delivery.
+* A member whose unread backlog passes ``max_backlog_bytes`` is closed with
+  1008 ``slow_consumer`` instead of growing the hub's memory without bound;
+  it rejoins with ``since`` and gets what it missed from history.
 * Keepalive judges idle connections only. Under a burst a ping queues behind
   every frame the hub already wrote to that client, and its pong behind every
   frame the client is still reading or sending, so the round trip measures the
@@ -98,6 +101,12 @@ class _Link:
     ws: ServerConnection
     sent_bytes: int = 0  # bytes queued for this peer, frame headers included
     frames_in: int = 0
+    pending: list[bytes] = dataclasses.field(default_factory=list)
+    pending_bytes: int = 0
+
+    def backlog(self) -> int:
+        """Bytes written for this peer that it has not taken yet, as far as we know."""
+        return self.pending_bytes + self.ws.transport.get_write_buffer_size()
 
 
 class RunningHub:
@@ -108,6 +117,8 @@ class RunningHub:
         self.core = Hub(config.limits, store, config.token)
         self.server: Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._dirty: list[_Link] = []  # links with pending frames
+        self._flush_scheduled = False
 
     @property
     def port(self) -> int:
@@ -189,28 +200,53 @@ class RunningHub:
                 self._send((action.client,), action.frame)
             elif isinstance(action, Close):
                 link: _Link = action.client.handle
+                self._flush_link(link)  # what was said before the close goes first
                 self._spawn(link.ws.close(action.code, action.reason))
 
     def _send(self, clients: Iterable[Client], frame: str) -> None:
-        """Write ``frame`` to each client's transport without waiting."""
-        data = frame.encode()
-        size = len(data) + _header_size(len(data))
+        """Queue ``frame`` for each client without waiting; see :meth:`_flush`.
+
+        The frame is encoded and framed once: server frames are unmasked, so
+        the bytes are the same for every recipient.
+        """
+        data = _text_frame(frame.encode())
+        size = len(data)
         for client in clients:
             link: _Link = client.handle
-            ws = link.ws
-            if ws.protocol.state is not State.OPEN:
+            if link.ws.protocol.state is not State.OPEN:
                 continue
-            if ws.transport.get_write_buffer_size() > self.config.max_backlog_bytes:
+            if link.backlog() > self.config.max_backlog_bytes:
                 logger.warning("closing slow consumer %s", client.user)
                 self._evict(client, protocol.CLOSE_POLICY_VIOLATION, "slow_consumer")
                 continue
-            try:
-                ws.protocol.send_text(data)
-                ws.send_data()
-            except Exception as exc:  # a broken transport concerns this client only
-                logger.warning("write to %s failed: %s", client.user, exc)
-                continue
+            if not link.pending:
+                self._dirty.append(link)
+            link.pending.append(data)
+            link.pending_bytes += size
             link.sent_bytes += size
+        if self._dirty and not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        """Write what each peer got during this loop iteration in one syscall.
+
+        Under a burst, one iteration routes many messages to the same peer;
+        coalescing them saves a send() per delivery. A lone message waits one
+        loop iteration at most.
+        """
+        self._flush_scheduled = False
+        dirty, self._dirty = self._dirty, []
+        for link in dirty:
+            self._flush_link(link)
+
+    def _flush_link(self, link: _Link) -> None:
+        if not link.pending:
+            return
+        chunks, link.pending, link.pending_bytes = link.pending, [], 0
+        transport = link.ws.transport
+        if link.ws.protocol.state is State.OPEN and not transport.is_closing():
+            transport.write(chunks[0] if len(chunks) == 1 else b"".join(chunks))
 
     def _evict(self, client: Client, code: int, reason: str) -> None:
         """Take ``client`` out of its room now, then close its connection.
@@ -219,6 +255,7 @@ class RunningHub:
         so the room must not wait for it (websockets aborts after close_timeout).
         """
         link: _Link = client.handle
+        link.pending, link.pending_bytes = [], 0  # it will not read them anyway
         self._perform(self.core.disconnect(client))
         self._spawn(link.ws.close(code, reason))
 
@@ -249,7 +286,7 @@ class RunningHub:
     @staticmethod
     def _activity(link: _Link) -> tuple[int, int, int]:
         """What changes whenever frames flow either way on ``link``."""
-        return link.frames_in, link.sent_bytes, link.ws.transport.get_write_buffer_size()
+        return link.frames_in, link.sent_bytes, link.backlog()
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.ensure_future(coro)
@@ -266,13 +303,16 @@ class RunningHub:
             logger.error("background task failed", exc_info=exc)
 
 
-def _header_size(length: int) -> int:
-    """Size of an unmasked server frame header for a payload of ``length`` bytes."""
+def _text_frame(payload: bytes) -> bytes:
+    """Serialize an unmasked, final text frame (RFC 6455 5.2) carrying ``payload``."""
+    length = len(payload)
     if length < 126:
-        return 2
-    if length < 65536:
-        return 4
-    return 10
+        header = bytes((0x81, length))
+    elif length < 65536:
+        header = bytes((0x81, 126)) + length.to_bytes(2, "big")
+    else:
+        header = bytes((0x81, 127)) + length.to_bytes(8, "big")
+    return header + payload
 
 
 def open_store(history_db: Path | None) -> Store:

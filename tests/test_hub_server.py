@@ -459,3 +459,13 @@ async def test_tls_with_a_self_signed_certificate(tmp_path: Path) -> None:
         with pytest.raises(ssl.SSLError):
             async with Peer.open(running.url, ssl=ssl.create_default_context()):
                 pass
+
+
+@pytest.mark.parametrize("size", [0, 1, 125, 126, 65535, 65536, 70000])
+def test_frames_written_by_the_hub_match_websockets_own(size: int) -> None:
+    from websockets.frames import Frame, Opcode
+
+    from hub.server import _text_frame
+
+    payload = b"x" * size
+    assert _text_frame(payload) == Frame(Opcode.TEXT, payload).serialize(mask=False, extensions=[])
