@@ -17,13 +17,13 @@ import tensorflow as tf
 class AugmentConfig:
     """How strong each augmentation is; zeros turn one off."""
 
-    max_rotation_deg: float = 12.0
+    max_rotation_deg: float = 10.0
     max_shift: float = 0.1  # fraction of the side
     max_zoom: float = 0.12  # scale in [1 - z, 1 + z]
     flip: bool = True
-    max_brightness: float = 30.0  # grey levels
-    max_contrast: float = 0.3  # factor in [1 - c, 1 + c]
-    erase_prob: float = 0.5
+    max_brightness: float = 25.0  # grey levels
+    max_contrast: float = 0.25  # factor in [1 - c, 1 + c]
+    erase_prob: float = 0.25
     erase_area: tuple[float, float] = (0.02, 0.2)
 
 
