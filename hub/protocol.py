@@ -9,6 +9,8 @@ How a client uses it::
     from hub import protocol
 
     session = protocol.new_session()           # once per client run; keep it
+    ws = await websockets.asyncio.client.connect(
+        url, max_size=protocol.MAX_SERVER_FRAME_BYTES)
     await ws.send(protocol.join_frame(room, user, since=last_seq, token=token,
                                       session=session))
     frame = protocol.parse_server_frame(await ws.recv())
@@ -81,6 +83,9 @@ MAX_ID_CHARS: Final = 64
 MAX_SESSION_CHARS: Final = 128
 #: Longest token, in characters.
 MAX_TOKEN_CHARS: Final = 256
+#: Largest frame the hub sends (the ``joined`` history is trimmed to fit):
+#: clients pass it to websockets' ``connect(..., max_size=...)``.
+MAX_SERVER_FRAME_BYTES: Final = 1024 * 1024
 #: Messages of history a room keeps and sends to a joining client.
 HISTORY_SIZE: Final = 200
 #: Token bucket: sustained messages per second per connection ...

@@ -257,10 +257,12 @@ class Hub:
         client.room, client.user, client.strikes = room, join.user, 0
         history, truncated = room.history_after(join.since)
         members = room.member_list()
+        fitted = _fit(history, protocol.MAX_SERVER_FRAME_BYTES - 64 * (len(members) + 16))
+        truncated = truncated or len(fitted) < len(history)
         actions.append(
             Reply(
                 client,
-                protocol.joined_frame(room.name, join.user, members, history, room.seq, truncated),
+                protocol.joined_frame(room.name, join.user, members, fitted, room.seq, truncated),
             )
         )
         if not takeover:
@@ -326,3 +328,16 @@ def _same_session(held: str | None, offered: str | None) -> bool:
     if held is None or offered is None:
         return False
     return hmac.compare_digest(held.encode(), offered.encode())
+
+
+def _fit(history: list[ChatMessage], budget: int) -> list[ChatMessage]:
+    """Keep the newest messages whose frames fit in ``budget`` bytes."""
+    # Cheap bound first: JSON escapes at most 6 bytes per character.
+    if sum(6 * len(m.text) + 512 for m in history) <= budget:
+        return history
+    kept = 0
+    for i in range(len(history) - 1, -1, -1):
+        kept += len(protocol.chat_frame(history[i]).encode()) + 1
+        if kept > budget:
+            return history[i + 1 :]
+    return history

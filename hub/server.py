@@ -94,7 +94,7 @@ class HubConfig:
         return context
 
 
-@dataclasses.dataclass(eq=False)
+@dataclasses.dataclass(eq=False, slots=True)
 class _Link:
     """What the socket layer tracks per connection beside the core's state."""
 
@@ -211,17 +211,20 @@ class RunningHub:
         """
         data = _text_frame(frame.encode())
         size = len(data)
-        for client in clients:
+        cap, dirty, open_ = self.config.max_backlog_bytes, self._dirty, State.OPEN
+        for client in clients:  # the hot loop of a burst: keep it lean
             link: _Link = client.handle
-            if link.ws.protocol.state is not State.OPEN:
+            ws = link.ws
+            if ws.protocol.state is not open_:
                 continue
-            if link.backlog() > self.config.max_backlog_bytes:
+            if link.pending_bytes + ws.transport.get_write_buffer_size() > cap:
                 logger.warning("closing slow consumer %s", client.user)
                 self._evict(client, protocol.CLOSE_POLICY_VIOLATION, "slow_consumer")
                 continue
-            if not link.pending:
-                self._dirty.append(link)
-            link.pending.append(data)
+            pending = link.pending
+            if not pending:
+                dirty.append(link)
+            pending.append(data)
             link.pending_bytes += size
             link.sent_bytes += size
         if self._dirty and not self._flush_scheduled:

@@ -268,3 +268,20 @@ def test_sqlite_store_restores_seq_history_and_dedup(tmp_path: Any) -> None:
     [new] = frames_for(say(hub, b, "m5"), b)
     assert new["seq"] == 6
     hub.store.close()
+
+
+def test_joined_frame_never_exceeds_the_server_frame_limit() -> None:
+    hub = Hub(Limits(rate_burst=1000))
+    a = hub.connect(T0)
+    join(hub, a, "r", "ana")
+    wide = "😄" * protocol.MAX_TEXT_CHARS  # 4 bytes per character in UTF-8
+    for i in range(protocol.HISTORY_SIZE):
+        assert frames_for(say(hub, a, f"m{i}", wide), a)[0]["type"] == "message"
+    late = hub.connect(T0)
+    [reply] = [a for a in join(hub, late, "r", "late") if isinstance(a, Reply)]
+    assert len(reply.frame.encode()) <= protocol.MAX_SERVER_FRAME_BYTES
+    joined = json.loads(reply.frame)
+    seqs = [m["seq"] for m in joined["history"]]
+    assert joined["truncated"] is True
+    assert seqs == list(range(seqs[0], protocol.HISTORY_SIZE + 1))  # the newest, in order
+    assert len(seqs) > protocol.HISTORY_SIZE // 2
