@@ -114,13 +114,21 @@ def training_run(model_path: Path) -> dict:
 
 def export(model, model_path: Path, out: Path, train_set: FaceSet, val_set: FaceSet,
            data_paths: dict[str, Path], command: str, seed: int = 0) -> dict:
-    """Write ``out`` (.tflite) and its ``.json``; return the JSON record."""
+    """Write ``out`` (.tflite) and its ``.json``; return the JSON record.
+
+    Both files appear only once everything is measured, each by an atomic rename,
+    so a failed export never leaves a model beside a stale description.
+    """
     tflite = convert_int8(model, calibration_faces(train_set, seed=seed))
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_bytes(tflite)
-    float_scores = score(keras_predictor(model), val_set)
-    int8_predict = tflite_predictor(out)
-    int8_scores = score(int8_predict, val_set)
+    partial = out.with_name(f".{out.stem}.partial.tflite")
+    partial.write_bytes(tflite)
+    try:
+        float_scores = score(keras_predictor(model), val_set)
+        int8_scores = score(tflite_predictor(partial), val_set)
+    except BaseException:
+        partial.unlink()
+        raise
     details = _quantization(tflite)
     record = {
         "labels": list(LABELS),
@@ -143,8 +151,11 @@ def export(model, model_path: Path, out: Path, train_set: FaceSet, val_set: Face
         "source_model": _shown(model_path),
         "training": training_run(model_path),
     }
-    out.with_suffix(".json").write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n",
-                                        encoding="utf-8")
+    partial_json = partial.with_suffix(".json")
+    partial_json.write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n",
+                            encoding="utf-8")
+    os.replace(partial, out)
+    os.replace(partial_json, out.with_suffix(".json"))
     return record
 
 
