@@ -167,7 +167,8 @@ class FerApp(App[None]):
             return
         tag = self.current_tag()
         with contextlib.suppress(NoMatches):  # the app is closing
-            self.chat.preview.show(analysis.crop, tag.label, tag.confidence, tag.reason)
+            if self.chat.preview.display:  # hidden: skip the drawing
+                self.chat.preview.show(analysis.crop, tag.label, tag.confidence, tag.reason)
 
     @work(exclusive=True, group="hub")
     async def run_connection(self) -> None:

@@ -20,10 +20,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
@@ -107,6 +108,11 @@ class HubConnection:
         self._ws: ClientConnection | None = None
         self._stopping = False
         self._wake = asyncio.Event()
+        self._send_lock = asyncio.Lock()
+        self._tokens = float(protocol.RATE_BURST)
+        self._refilled = time.monotonic()
+        self._resend_scheduled = False
+        self._tasks: set[asyncio.Task[None]] = set()
 
     # --- public API --------------------------------------------------------
 
@@ -115,7 +121,7 @@ class HubConnection:
         message = Outgoing(protocol.new_message_id(), text, emotion)
         self.outbox[message.id] = message
         if self.state == "online" and self._ws is not None:
-            asyncio.get_running_loop().create_task(self._transmit(self._ws, message))
+            self._spawn(self._transmit(self._ws, message))
         return message.id
 
     @property
@@ -198,13 +204,15 @@ class HubConnection:
         if self.last_seq is not None and joined.seq < self.last_seq:
             self.last_seq = None  # a fresh hub: its seq restarted; ids still dedupe
         self.members = joined.members
+        # A fresh bucket per connection, like the hub's; the join frame took one token.
+        self._tokens, self._refilled = float(protocol.RATE_BURST - 1), time.monotonic()
         self.state = "online"
         self.on_event(JoinedRoom(joined))
         self.on_event(StateChanged("online", self.url))
         for message in joined.history:
             self._on_message(message)
-        for message in list(self.outbox.values()):
-            await self._transmit(ws, message)
+        if self.outbox:  # in a task: the paced resend must not stall reading
+            self._spawn(self._resend_later(ws, 0.0))
 
     def _on_message(self, message: ChatMessage) -> None:
         if self.last_seq is None or message.seq > self.last_seq:
@@ -221,14 +229,42 @@ class HubConnection:
         self.on_event(HubError(error))
         if error.code in FATAL_ERRORS:
             raise _Fatal(f"hub refused: {error.message}")
-        if error.code == "rate_limited":
-            await asyncio.sleep(1.0)  # the message was dropped; resend what is pending
-            for message in list(self.outbox.values()):
-                await self._transmit(ws, message)
+        if error.code == "rate_limited" and not self._resend_scheduled:
+            # A message was dropped (the hub is stricter than our pacing): resend
+            # everything pending once, a second later; the hub ignores duplicates.
+            self._resend_scheduled = True
+            self._spawn(self._resend_later(ws, 1.0))
+
+    async def _resend_later(self, ws: ClientConnection, delay: float) -> None:
+        await asyncio.sleep(delay)
+        self._resend_scheduled = False
+        for message in list(self.outbox.values()):
+            await self._transmit(ws, message)
 
     async def _transmit(self, ws: ClientConnection, message: Outgoing) -> None:
-        with contextlib.suppress(ConnectionClosed):
-            await ws.send(protocol.message_frame(message.id, message.text, message.emotion))
+        """Send ``message`` in order, paced by the hub's default rate limit."""
+        async with self._send_lock:
+            await self._take_token()
+            if message.id not in self.outbox:
+                return  # acknowledged while it waited
+            with contextlib.suppress(ConnectionClosed):
+                await ws.send(protocol.message_frame(message.id, message.text, message.emotion))
+
+    async def _take_token(self) -> None:
+        """Token bucket mirroring the hub's, so a burst of typing is never refused."""
+        rate, burst = protocol.RATE_PER_SECOND, protocol.RATE_BURST
+        now = time.monotonic()
+        self._tokens = min(float(burst), self._tokens + (now - self._refilled) * rate)
+        self._refilled = now
+        if self._tokens < 1.0:
+            await asyncio.sleep((1.0 - self._tokens) / rate)
+            self._tokens, self._refilled = 1.0, time.monotonic()
+        self._tokens -= 1.0
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
 
 class _Fatal(Exception):

@@ -12,11 +12,21 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp"})
+
+
+def _cv2() -> Any:
+    """Import OpenCV with its warnings off: they would be printed over the TUI."""
+    import cv2
+
+    logging = getattr(cv2, "utils", None) and getattr(cv2.utils, "logging", None)
+    if logging is not None:
+        logging.setLogLevel(logging.LOG_LEVEL_ERROR)
+    return cv2
 
 
 class CameraError(RuntimeError):
@@ -52,7 +62,7 @@ class DeviceSource:
     """A webcam by OpenCV device index."""
 
     def __init__(self, index: int) -> None:
-        import cv2
+        cv2 = _cv2()
 
         self.description = f"device {index}"
         self._capture = cv2.VideoCapture(index)
@@ -72,7 +82,7 @@ class VideoFileSource:
     """A video file, played at its own frame rate and looped."""
 
     def __init__(self, path: Path) -> None:
-        import cv2
+        cv2 = _cv2()
 
         self.description = f"video {path.name}"
         self._capture = cv2.VideoCapture(str(path))
