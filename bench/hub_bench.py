@@ -550,10 +550,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     # Collector pauses in the load generator would show up as latency.
     gc.disable()
-    started = time.monotonic()
+    started, load_before = time.monotonic(), os.getloadavg()[0]
     rows = asyncio.run(main_async(args))
     command = "python bench/hub_bench.py " + " ".join(sys.argv[1:] if argv is None else argv)
-    print(f"\n`{command.strip()}` ({os.cpu_count()} cores, {time.monotonic() - started:.0f} s)\n")
+    print(
+        f"\n`{command.strip()}`: {os.cpu_count()} cores, {time.monotonic() - started:.0f} s,"
+        f" load average {load_before:.1f} before and {os.getloadavg()[0]:.1f} after\n"
+    )
     print(table(rows))
     if not args.no_peer:
         print("\nfer-hub / Flask-SocketIO (eventlet), same run:\n")

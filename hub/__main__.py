@@ -59,6 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="refused frames in a row before closing with 1008",
     )
     limits.add_argument(
+        "--max-rooms", type=int, default=protocol.MAX_ROOMS, help="rooms one hub holds"
+    )
+    limits.add_argument(
         "--max-backlog-bytes",
         type=int,
         default=MAX_BACKLOG_BYTES,
@@ -91,6 +94,7 @@ def config_from_args(args: argparse.Namespace) -> HubConfig:
         rate_per_second=args.rate,
         rate_burst=args.burst,
         max_strikes=args.max_strikes,
+        max_rooms=args.max_rooms,
     )
     return HubConfig(
         host=args.host,

@@ -94,6 +94,8 @@ RATE_PER_SECOND: Final = 5.0
 RATE_BURST: Final = 20
 #: Consecutive refused frames after which the hub closes with 1008.
 MAX_STRIKES: Final = 10
+#: Rooms one hub holds (each keeps its history while the hub runs).
+MAX_ROOMS: Final = 10_000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,6 +111,7 @@ class Limits:
     rate_per_second: float = RATE_PER_SECOND
     rate_burst: int = RATE_BURST
     max_strikes: int = MAX_STRIKES
+    max_rooms: int = MAX_ROOMS
 
 
 DEFAULT_LIMITS: Final = Limits()
@@ -127,6 +130,7 @@ ErrorCode: TypeAlias = Literal[
     "already_joined",  # a second "join" on the same connection
     "unauthorized",  # wrong or missing token (then close 1008)
     "name_taken",  # another live session holds this name in this room
+    "room_limit",  # the hub holds max_rooms rooms; join an existing one
     "rate_limited",  # token bucket empty; the message was dropped, resend it later
     "too_many_errors",  # max_strikes refused frames in a row (then close 1008)
     "session_replaced",  # the same session joined on a new connection (then close 1000)

@@ -236,6 +236,10 @@ class Hub:
             return self._fatal(
                 client, "unauthorized", "wrong or missing token", protocol.CLOSE_POLICY_VIOLATION
             )
+        if join.room not in self.rooms and len(self.rooms) >= self.limits.max_rooms:
+            return self._refuse(
+                client, "room_limit", f"the hub holds {self.limits.max_rooms} rooms already"
+            )
         room = self._room(join.room)
         actions: list[Action] = []
         existing = room.members.get(join.user)

@@ -35,7 +35,8 @@ async def test_sigterm_closes_with_1001_and_restart_keeps_history(tmp_path: Path
             for i in range(30):
                 await ana.say(f"m{i}", f"text {i}", protocol.Emotion("neutral", 0.5))
                 acked.append(await ana.recv_type("message"))
-            assert stop(proc) == 0
+            # Wait in a thread: the client must keep answering the close handshake.
+            assert await asyncio.to_thread(stop, proc) == 0
             assert (await ana.expect_close())[0] == 1001
     finally:
         if proc.poll() is None:
@@ -51,7 +52,7 @@ async def test_sigterm_closes_with_1001_and_restart_keeps_history(tmp_path: Path
             assert await back.recv_type("message") == acked[0]
             await back.say("new", "after restart")
             assert (await back.recv_type("message"))["seq"] == 31
-        assert stop(proc, signal.SIGINT) == 0
+        assert await asyncio.to_thread(stop, proc, signal.SIGINT) == 0
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -121,6 +122,7 @@ def test_help_lists_every_limit() -> None:
         "--rate",
         "--burst",
         "--max-strikes",
+        "--max-rooms",
         "--max-backlog-bytes",
         "--ping-timeout",
     ):

@@ -285,3 +285,13 @@ def test_joined_frame_never_exceeds_the_server_frame_limit() -> None:
     assert joined["truncated"] is True
     assert seqs == list(range(seqs[0], protocol.HISTORY_SIZE + 1))  # the newest, in order
     assert len(seqs) > protocol.HISTORY_SIZE // 2
+
+
+def test_room_limit() -> None:
+    hub = Hub(Limits(max_rooms=2))
+    a, b, c, d = (hub.connect(T0) for _ in range(4))
+    join(hub, a, "one", "ana")
+    join(hub, b, "two", "bo")
+    assert frames_for(join(hub, c, "three", "cy"), c)[0]["code"] == "room_limit"
+    assert "three" not in hub.rooms
+    assert frames_for(join(hub, d, "one", "dan"), d)[0]["type"] == "joined"
