@@ -258,7 +258,9 @@ class FerApp(App[None]):
         if self.chat is None:
             return None
         if self.connection is None:
-            self.notify("Not connected yet; try again in a moment.", severity="warning")
+            self.notify(
+                "Still starting up; your text is kept, press Enter again.", severity="warning"
+            )
             return None
         tag = self.current_tag()
         emotion = Emotion(tag.label, tag.confidence) if tag.label is not None else None

@@ -46,9 +46,11 @@ class ChatScreen(Screen[None]):
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         text = event.value.strip()
-        event.input.clear()
-        if text:
-            self.app.send_message(text)  # type: ignore[attr-defined]
+        if not text:
+            return
+        # Cleared only once the message is in the outbox: nothing typed is lost.
+        if self.app.send_message(text) is not None:  # type: ignore[attr-defined]
+            event.input.clear()
 
     @property
     def log_view(self) -> MessageLog:
