@@ -156,6 +156,7 @@ class RunningHub:
 
     async def close(self) -> None:
         """Close every connection with 1001, wait for handlers, flush storage."""
+        self._flush()  # acks queued in this iteration go out before the close frames
         if self.server is not None:
             self.server.close(close_connections=True)
             await self.server.wait_closed()
