@@ -489,6 +489,32 @@ def ratios(rows: Sequence[Row]) -> str:
     return "\n".join(lines)
 
 
+def goals(rows: Sequence[Row]) -> str:
+    """Say which of the hub's stated goals this run met."""
+    hub_rows = [r for r in rows if r.server == "hub"]
+    clean = all(r.lost == 0 and r.duplicated == 0 and r.dropped_clients == 0 for r in hub_rows)
+    lines = [f"- fer-hub lost, duplicated or dropped nothing at every load: {_yes(clean)}"]
+    by_key = {(r.load, r.clients, r.server): r for r in rows}
+    for r in hub_rows:
+        peer = by_key.get((r.load, r.clients, "socketio"))
+        if r.load == "burst" and peer is not None:
+            ratio = r.cpu_us_per_delivery / peer.cpu_us_per_delivery
+            lines.append(
+                f"- burst {r.clients}: hub CPU per delivery at most 1/5 of Flask-SocketIO's:"
+                f" {_yes(ratio <= 0.2)} ({ratio:.2f}×)"
+            )
+        elif r.load.startswith("paced"):
+            lines.append(
+                f"- {r.load} into {r.clients} clients: p99 under 20 ms:"
+                f" {_yes(r.p99_ms < 20)} ({r.p99_ms:.1f} ms)"
+            )
+    return "\n".join(lines)
+
+
+def _yes(ok: bool) -> str:
+    return "met" if ok else "NOT met"
+
+
 def _ratio(a: float, b: float) -> str:
     return f"{a / b:.2f}×" if b and b == b and a == a else "n/a"
 
@@ -561,6 +587,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     if not args.no_peer:
         print("\nfer-hub / Flask-SocketIO (eventlet), same run:\n")
         print(ratios(rows))
+    print("\nIssue 3 goals, this run:\n")
+    print(goals(rows))
 
 
 if __name__ == "__main__":
