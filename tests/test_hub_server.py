@@ -470,3 +470,14 @@ def test_frames_written_by_the_hub_match_websockets_own(size: int) -> None:
 
     payload = b"x" * size
     assert _text_frame(payload) == Frame(Opcode.TEXT, payload).serialize(mask=False, extensions=[])
+
+
+async def test_embedded_hub_on_an_ephemeral_port_closes_clients_with_1001() -> None:
+    async with hub() as running:
+        assert running.port != 0 and running.url == f"ws://127.0.0.1:{running.port}"
+        peer_cm = Peer.open(running.url)
+        ana = await peer_cm.__aenter__()
+        await ana.join("r", "ana")
+    # Leaving the block closed the connection cleanly, as SIGTERM does.
+    assert (await ana.expect_close())[0] == 1001
+    await peer_cm.__aexit__(None, None, None)
