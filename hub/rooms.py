@@ -95,7 +95,7 @@ class Room:
         self._by_key: OrderedDict[tuple[str, str], ChatMessage] = OrderedDict()
         self.members: dict[str, _Membership] = {}
         for message in recent:
-            self._remember(message)
+            self.record(message)
 
     def clients(self) -> list[Client]:
         """Return the connections currently in the room."""
@@ -117,7 +117,8 @@ class Room:
         first_kept = missed[0].seq if missed else self.seq + 1
         return missed, first_kept != since + 1
 
-    def _remember(self, message: ChatMessage) -> None:
+    def record(self, message: ChatMessage) -> None:
+        """Add ``message`` to the history and the dedup index."""
         self.seq = max(self.seq, message.seq)
         self.history.append(message)
         self._by_key[(message.user, message.id)] = message
@@ -295,7 +296,7 @@ class Hub:
             ts=now,
         )
         self.store.append(message)  # before the broadcast, which is the ack
-        room._remember(message)
+        room.record(message)
         room.members[user].emotion = send.emotion
         return [Broadcast(room.clients(), protocol.chat_frame(message))]
 
