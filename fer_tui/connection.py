@@ -112,6 +112,7 @@ class HubConnection:
         self._tokens = float(protocol.RATE_BURST)
         self._refilled = time.monotonic()
         self._resend_scheduled = False
+        self._failures = 0
         self._tasks: set[asyncio.Task[None]] = set()
 
     # --- public API --------------------------------------------------------
@@ -142,14 +143,13 @@ class HubConnection:
 
     async def run(self) -> None:
         """Connect, and keep reconnecting until :meth:`close`."""
-        failures = 0
+        self._failures = 0
         while not self._stopping:
             self._set_state("connecting", self.url)
             try:
                 async with connect(self.url, open_timeout=self.open_timeout, max_size=2**20) as ws:
                     self._ws = ws
                     await self._session(ws)
-                    failures = 0
             except (OSError, ConnectionClosed, InvalidHandshake, TimeoutError) as exc:
                 detail = _describe(exc)
             except InvalidURI as exc:
@@ -164,8 +164,8 @@ class HubConnection:
                 self._ws = None
             if self._stopping:
                 break
-            failures += 1
-            delay = min(self.max_backoff, self.min_backoff * 2 ** (failures - 1))
+            self._failures += 1
+            delay = min(self.max_backoff, self.min_backoff * 2 ** (self._failures - 1))
             delay *= random.uniform(0.8, 1.2)
             self._set_state("offline", f"{detail}; retrying in {delay:.1f}s")
             self._wake.clear()
@@ -204,6 +204,7 @@ class HubConnection:
         if self.last_seq is not None and joined.seq < self.last_seq:
             self.last_seq = None  # a fresh hub: its seq restarted; ids still dedupe
         self.members = joined.members
+        self._failures = 0  # backoff starts over after every successful join
         # A fresh bucket per connection, like the hub's; the join frame took one token.
         self._tokens, self._refilled = float(protocol.RATE_BURST - 1), time.monotonic()
         self.state = "online"

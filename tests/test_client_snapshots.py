@@ -121,6 +121,7 @@ def test_chat_screen_offline_tagging_off_pending(snap_compare) -> None:
             )
         )
         app.chat.status.pending = 1
-        await pilot.pause(0.1)
+        app.clear_notifications()  # the toast's fade timing would make this flaky
+        await pilot.pause()
 
     assert snap_compare(chat_app(), terminal_size=SIZE, run_before=run_before)

@@ -26,20 +26,20 @@ class StatusBar(Static):
     pending: reactive[int] = reactive(0)
 
     def render(self) -> Text:
+        # Most urgent first: a narrow terminal cuts the end of the line.
         text = Text(no_wrap=True, overflow="ellipsis")
         text.append(f"● {self.connection}", style=_STATE_STYLE.get(self.connection, ""))
-        if self.detail:
-            text.append(f" ({self.detail})", style="dim")
-        for name, value in (("#", self.room), ("cam", self.camera), ("model", self.model)):
-            text.append(" │ ", style="dim")
-            text.append(name if name == "#" else f"{name} ", style="dim")
-            text.append(value or "—")
+        if self.pending:
+            text.append(f" · {self.pending} pending", style="yellow")
         text.append(" │ ", style="dim")
         text.append(
             "tagging on" if self.tagging else "tagging off",
             style="" if self.tagging else "bold yellow",
         )
-        if self.pending:
+        for name, value in (("#", self.room), ("cam ", self.camera), ("model ", self.model)):
             text.append(" │ ", style="dim")
-            text.append(f"{self.pending} pending", style="yellow")
+            text.append(name, style="dim")
+            text.append(value or "—")
+        if self.detail:
+            text.append(f" │ {self.detail}", style="dim")
         return text
