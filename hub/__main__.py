@@ -59,6 +59,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="refused frames in a row before closing with 1008",
     )
     limits.add_argument(
+        "--join-timeout",
+        type=float,
+        default=protocol.JOIN_TIMEOUT,
+        help="seconds a new connection has to join",
+    )
+    limits.add_argument(
         "--max-rooms", type=int, default=protocol.MAX_ROOMS, help="rooms one hub holds"
     )
     limits.add_argument(
@@ -95,6 +101,7 @@ def config_from_args(args: argparse.Namespace) -> HubConfig:
         rate_burst=args.burst,
         max_strikes=args.max_strikes,
         max_rooms=args.max_rooms,
+        join_timeout=args.join_timeout,
     )
     return HubConfig(
         host=args.host,

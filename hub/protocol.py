@@ -96,6 +96,8 @@ RATE_BURST: Final = 20
 MAX_STRIKES: Final = 10
 #: Rooms one hub holds (each keeps its history while the hub runs).
 MAX_ROOMS: Final = 10_000
+#: Seconds a new connection has to send its join.
+JOIN_TIMEOUT: Final = 10.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,6 +114,7 @@ class Limits:
     rate_burst: int = RATE_BURST
     max_strikes: int = MAX_STRIKES
     max_rooms: int = MAX_ROOMS
+    join_timeout: float = JOIN_TIMEOUT
 
 
 DEFAULT_LIMITS: Final = Limits()
@@ -127,6 +130,7 @@ ErrorCode: TypeAlias = Literal[
     "frame_too_big",  # frame larger than max_frame_bytes (then close 1009)
     "binary_frame",  # binary frames are not part of the protocol (then close 1003)
     "not_joined",  # "message" before "join"
+    "join_timeout",  # no join within join_timeout seconds (then close 1008)
     "already_joined",  # a second "join" on the same connection
     "unauthorized",  # wrong or missing token (then close 1008)
     "name_taken",  # another live session holds this name in this room

@@ -210,6 +210,17 @@ class Hub:
             protocol.CLOSE_MESSAGE_TOO_BIG,
         )
 
+    def join_deadline(self, client: Client) -> list[Action]:
+        """Handle ``join_timeout`` passing: close a connection that never joined."""
+        if client.room is not None or client.closing:
+            return []
+        return self._fatal(
+            client,
+            "join_timeout",
+            f"no join within {self.limits.join_timeout:g} s",
+            protocol.CLOSE_POLICY_VIOLATION,
+        )
+
     def disconnect(self, client: Client) -> list[Action]:
         """Forget ``client``; tell the room it left unless its session moved on."""
         client.closing = True

@@ -171,6 +171,10 @@ class RunningHub:
         link = _Link(ws)
         client = self.core.connect(time.time(), handle=link)
         keepalive = self._spawn(self._keepalive(client))
+        deadline = asyncio.get_running_loop().call_later(
+            self.config.limits.join_timeout,
+            lambda: self._perform(self.core.join_deadline(client)),
+        )
         logger.debug("%s connected", ws.remote_address)
         try:
             async for raw in ws:
@@ -184,6 +188,7 @@ class RunningHub:
             pass
         finally:
             keepalive.cancel()
+            deadline.cancel()
             self._perform(self.core.disconnect(client))
             logger.debug(
                 "%s (%s) disconnected: %s %s",

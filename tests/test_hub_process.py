@@ -123,6 +123,7 @@ def test_help_lists_every_limit() -> None:
         "--burst",
         "--max-strikes",
         "--max-rooms",
+        "--join-timeout",
         "--max-backlog-bytes",
         "--ping-timeout",
     ):

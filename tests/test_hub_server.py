@@ -481,3 +481,12 @@ async def test_embedded_hub_on_an_ephemeral_port_closes_clients_with_1001() -> N
     # Leaving the block closed the connection cleanly, as SIGTERM does.
     assert (await ana.expect_close())[0] == 1001
     await peer_cm.__aexit__(None, None, None)
+
+
+async def test_a_connection_that_never_joins_is_closed() -> None:
+    async with hub(limits={"join_timeout": 0.3}) as running, Peer.open(running.url) as idle:
+        await idle.expect_error("join_timeout")
+        assert (await idle.expect_close())[0] == 1008
+        async with Peer.open(running.url) as prompt:
+            await prompt.join("r", "ana")
+            assert await prompt.silent(0.5)  # joined in time: left alone
