@@ -15,7 +15,9 @@ after the upgrade), so only the server differs. A fresh server serves each row.
   (from /proc, so the load generator sharing the cores does not blur it) per
   delivery, and the server's peak RSS.
 * paced: ``--paced-rate`` messages/s into a ``--paced-clients`` room for
-  ``--paced-seconds``: latency p50/p99.
+  ``--paced-seconds``: latency p50/p99. The same paced load also goes to
+  ``bench/raw_fanout_peer.py``, a bare asyncio fan-out with no checks at all:
+  its latency is the floor that this machine and load generator allow.
 
 The peer needs flask-socketio and eventlet, which are not project
 dependencies: on first use this script creates the gitignored venv
@@ -81,6 +83,8 @@ class ServerProcess:
                 sys.executable, "-m", "hub", "--port", str(self.port),
                 "--rate", "1000000", "--burst", "1000000", "--log-level", "WARNING",
             ]  # fmt: skip
+        elif kind == "floor":
+            command = [sys.executable, str(REPO / "bench" / "raw_fanout_peer.py"), str(self.port)]
         else:
             assert peer_python is not None
             command = [str(peer_python), str(REPO / "bench" / "flask_socketio_peer.py"),
@@ -162,7 +166,7 @@ class BenchClient(asyncio.Protocol):
         loop = asyncio.get_running_loop()
         client = cls(kind, user)
         await loop.create_connection(lambda: client, "127.0.0.1", port)
-        path = "/" if kind == "hub" else "/socket.io/?EIO=4&transport=websocket"
+        path = "/socket.io/?EIO=4&transport=websocket" if kind == "socketio" else "/"
         key = base64.b64encode(os.urandom(16)).decode()
         assert client.transport is not None
         opened = client.expect(b"")
@@ -171,7 +175,7 @@ class BenchClient(asyncio.Protocol):
             f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
             "Sec-WebSocket-Version: 13\r\n\r\n".encode()
         )
-        if kind == "hub":
+        if kind != "socketio":  # the hub, or the floor speaking the hub's protocol
             await opened
             joined = client.expect(b'{"type":"joined"')
             client.send_text(protocol.join_frame(room, user, session=protocol.new_session()))
@@ -199,7 +203,7 @@ class BenchClient(asyncio.Protocol):
         return future
 
     async def send(self, id: str, text: str) -> None:
-        if self.kind == "hub":
+        if self.kind != "socketio":
             self.send_text(protocol.message_frame(id, text))
         else:
             self.send_text("42" + json.dumps(["message", {"id": id, "text": text}]))
@@ -275,7 +279,7 @@ class BenchClient(asyncio.Protocol):
                 return
         if self.run is None and len(self.inbox) < 100:
             self.inbox.append(payload)  # still setting up
-        if self.kind == "hub":
+        if self.kind != "socketio":
             if not payload.startswith(b'{"type":"message"'):
                 return
         elif payload == b"2":  # Engine.IO ping
@@ -447,7 +451,7 @@ async def paced(
 
 # --- report -------------------------------------------------------------------
 
-NAMES = {"hub": "fer-hub", "socketio": "Flask-SocketIO"}
+NAMES = {"hub": "fer-hub", "socketio": "Flask-SocketIO", "floor": "bare fan-out (floor)"}
 
 
 def table(rows: Sequence[Row]) -> str:
@@ -504,9 +508,11 @@ def goals(rows: Sequence[Row]) -> str:
                 f" {_yes(ratio <= 0.2)} ({ratio:.2f}×)"
             )
         elif r.load.startswith("paced"):
+            floor = by_key.get((r.load, r.clients, "floor"))
+            context = "" if floor is None else f"; the bare fan-out floor: {floor.p99_ms:.1f} ms"
             lines.append(
                 f"- {r.load} into {r.clients} clients: p99 under 20 ms:"
-                f" {_yes(r.p99_ms < 20)} ({r.p99_ms:.1f} ms)"
+                f" {_yes(r.p99_ms < 20)} ({r.p99_ms:.1f} ms{context})"
             )
     return "\n".join(lines)
 
@@ -531,7 +537,7 @@ async def main_async(args: argparse.Namespace) -> list[Row]:
             print(f"burst: {NAMES[kind]}, {size} clients ...", file=sys.stderr, flush=True)
             rows.append(await burst(kind, size, peer, args.idle_timeout))
     if args.paced_clients:
-        for kind in kinds:
+        for kind in kinds + ([] if args.no_floor else ["floor"]):
             print(f"paced: {NAMES[kind]}, {args.paced_clients} clients ...", file=sys.stderr)
             rows.append(
                 await paced(
@@ -564,6 +570,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="stop waiting once no delivery arrived for this long; the rest count as lost",
     )
     parser.add_argument("--no-peer", action="store_true", help="skip Flask-SocketIO")
+    parser.add_argument(
+        "--no-floor",
+        action="store_true",
+        help="skip the paced run against bench/raw_fanout_peer.py (a bare fan-out: the floor)",
+    )
     parser.add_argument("--quick", action="store_true", help="sizes 10,100; 3 s paced run")
     args = parser.parse_args(argv)
     if args.quick:
