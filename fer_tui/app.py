@@ -76,6 +76,7 @@ class FerApp(App[None]):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._debug: DebugWriter | None = None
         self._closing = False
+        self._preview_reason: str | None = None
 
     # --- start-up ------------------------------------------------------------
 
@@ -173,7 +174,9 @@ class FerApp(App[None]):
         status.model = self._model_text
         if self.capture is None:
             reason = "tagging off" if not self.tagging else self._camera_text
-            self.chat.preview.show(None, None, 0.0, reason)
+            if reason != self._preview_reason:  # redraw on change, not every second
+                self._preview_reason = reason
+                self.chat.preview.show(None, None, 0.0, reason)
 
     def _analysis_from_thread(self, analysis: Analysis) -> None:
         # Called on the capture thread: hand over without blocking it.

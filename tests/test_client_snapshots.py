@@ -12,6 +12,7 @@ import time
 
 import numpy as np
 import pytest
+from textual.widgets import Input
 
 from fer_tui.app import FerApp
 from fer_tui.config import Settings
@@ -56,7 +57,14 @@ def message(seq: int, user: str, text: str, emotion: Emotion | None) -> ChatMess
     return ChatMessage("lobby", seq, f"id{seq}", user, text, emotion, T0 + 7 * seq)
 
 
+def no_blink(app: FerApp) -> None:
+    """A blinking cursor would make the screenshots depend on timing."""
+    for field in app.screen.query(Input):
+        field.cursor_blink = False
+
+
 async def fill_chat(app: FerApp, online: bool = True) -> None:
+    no_blink(app)
     members = (Member("ada", Emotion("happy", 0.91)), Member("grace", None))
     app._on_hub_event(
         StateChanged(
@@ -88,7 +96,13 @@ def chat_app(**settings) -> FrozenApp:
 
 def test_join_screen(snap_compare) -> None:
     app = FrozenApp(Settings(server="ws://hub.invalid:8765", camera="none"))
-    assert snap_compare(app, terminal_size=SIZE)
+
+    async def run_before(pilot) -> None:
+        await pilot.pause()
+        no_blink(pilot.app)
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
 
 
 def test_chat_screen(snap_compare) -> None:
