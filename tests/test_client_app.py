@@ -237,3 +237,15 @@ async def test_preview_toggle_and_palette_commands(hub_url: str, model: Path) ->
         assert "Toggle tagging" in titles and "Toggle preview" in titles
         await pilot.press("ctrl+o")
         assert app.chat.preview.display
+
+
+async def test_history_from_someone_who_left_does_not_list_them(hub_url: str, model: Path) -> None:
+    alice = make_app(hub_url, "alice", model)
+    async with alice.run_test(size=SIZE) as pa:
+        await wait_until(lambda: online(alice), what="alice online")
+        await type_and_send(pa, "bye all")
+        await wait_until(lambda: alice.connection.pending == 0, what="ack")
+    bob = make_app(hub_url, "bob", model)
+    async with bob.run_test(size=SIZE):
+        await wait_until(lambda: texts(bob) == ["bye all"], what="history")
+        assert {m.user for m in bob.chat.members.members} == {"bob"}

@@ -36,6 +36,9 @@ class MemberList(Static):
         self.update(format_members(self.members, self.me))
 
     def note_emotion(self, user: str, member: Member) -> None:
-        """Record ``user``'s latest expression from a message they sent."""
-        others = [m for m in self.members if m.user != user]
-        self.set_members([*others, member])
+        """Record ``user``'s latest expression from a message they sent.
+
+        Messages from history may come from people who have left: they stay out.
+        """
+        if any(m.user == user for m in self.members):
+            self.set_members([member if m.user == user else m for m in self.members])
