@@ -190,3 +190,18 @@ def test_open_source_specs(tmp_path) -> None:
     assert source is not None
     assert source.read().shape == (10, 10, 3)
     source.close()
+
+
+def test_video_file_source_loops(tmp_path) -> None:
+    path = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 100.0, (64, 48))
+    if not writer.isOpened():
+        pytest.skip("this OpenCV build cannot write MJPG")
+    for value in (0, 80, 160):
+        writer.write(np.full((48, 64, 3), value, np.uint8))
+    writer.release()
+    source = open_source(str(path))
+    assert source is not None and source.description == "video clip.avi"
+    means = [round(float(source.read().mean()) / 80) for _ in range(7)]
+    source.close()
+    assert means == [0, 1, 2, 0, 1, 2, 0]  # played in order, then looped
