@@ -6,10 +6,12 @@ stays in the terminal; it is never sent anywhere.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 from rich.color import Color
 from rich.style import Style
-from rich.text import Text
+from rich.text import Span, Text
 from textual.widgets import Static
 
 from fer_tui.emotions import emoji_for
@@ -18,21 +20,31 @@ from fer_tui.emotions import emoji_for
 PREVIEW_CELLS = 24
 
 
+@lru_cache(maxsize=4096)
+def _cell_style(upper: int, lower: int) -> Style:
+    return Style(
+        color=Color.from_rgb(upper, upper, upper), bgcolor=Color.from_rgb(lower, lower, lower)
+    )
+
+
 def render_crop(crop: np.ndarray, cells: int = PREVIEW_CELLS) -> Text:
-    """Draw a grey crop as ``cells`` columns × ``cells/2`` rows of ``▀``."""
+    """Draw a grey crop as ``cells`` columns × ``cells/2`` rows of ``▀``.
+
+    Grey levels are rounded to 64 steps so the cell styles can be cached
+    (the preview is redrawn a few times a second).
+    """
     import cv2
 
-    small = cv2.resize(crop, (cells, cells), interpolation=cv2.INTER_AREA)
-    text = Text()
-    for top, bottom in zip(small[0::2], small[1::2], strict=True):
-        for upper, lower in zip(top.tolist(), bottom.tolist(), strict=True):
-            style = Style(
-                color=Color.from_rgb(upper, upper, upper),
-                bgcolor=Color.from_rgb(lower, lower, lower),
-            )
-            text.append("▀", style=style)
-        text.append("\n")
-    return text
+    small = cv2.resize(crop, (cells, cells), interpolation=cv2.INTER_AREA) & 0xFC
+    row_text = "▀" * cells + "\n"
+    spans = []
+    for row, (top, bottom) in enumerate(
+        zip(small[0::2].tolist(), small[1::2].tolist(), strict=True)
+    ):
+        start = row * len(row_text)
+        for col, (upper, lower) in enumerate(zip(top, bottom, strict=True)):
+            spans.append(Span(start + col, start + col + 1, _cell_style(upper, lower)))
+    return Text(row_text * (cells // 2), spans=spans)
 
 
 class FacePreview(Static):
