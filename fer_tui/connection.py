@@ -35,7 +35,7 @@ from hub.protocol import ChatMessage, Emotion, ErrorFrame, Joined, Member, Prese
 ConnectionState = Literal["connecting", "online", "offline", "stopped"]
 
 #: Errors after which retrying cannot help.
-FATAL_ERRORS = frozenset({"unauthorized", "bad_field"})
+FATAL_ERRORS = frozenset({"unauthorized", "bad_field", "name_taken"})
 
 
 @dataclass(frozen=True)

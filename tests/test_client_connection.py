@@ -140,3 +140,18 @@ async def test_unreachable_hub_keeps_retrying_and_queues() -> None:
         await conn.close()
         await asyncio.wait_for(task, 5)
     assert conn.state == "stopped"
+
+
+async def test_name_taken_stops_with_a_clear_reason() -> None:
+    async with serve_hub(HubConfig(host="127.0.0.1", port=0)) as hub:
+        first = Client(hub.url, "ada")
+        try:
+            await wait_until(lambda: first.conn.state == "online")
+            second = Client(hub.url, "ada")
+            await asyncio.wait_for(second.task, 5)  # gives up instead of retrying forever
+            assert second.conn.state == "stopped"
+            last = [e for e in second.events if isinstance(e, StateChanged)][-1]
+            assert "refused" in last.detail
+            assert first.conn.state == "online"
+        finally:
+            await first.close()
