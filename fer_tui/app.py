@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import time
 from collections.abc import Iterable
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from textual import work
 from textual.app import App, SystemCommand
@@ -22,20 +23,14 @@ from textual.css.query import NoMatches
 from textual.screen import Screen
 
 from fer_tui.config import Settings
-from fer_tui.connection import (
-    HubConnection,
-    HubError,
-    HubEvent,
-    JoinedRoom,
-    MessageReceived,
-    PresenceChanged,
-    StateChanged,
-)
-from fer_tui.pipeline import Analysis, CameraError, CaptureThread, FrameSource, Tag, open_source
-from fer_tui.pipeline.debug import DebugWriter
 from fer_tui.screens import ChatScreen, JoinScreen
 from fer_tui.widgets.message_log import LogEntry
 from hub.protocol import Emotion, Member
+
+if TYPE_CHECKING:  # the heavy modules load in workers, after the first screen
+    from fer_tui.connection import HubConnection, HubEvent
+    from fer_tui.pipeline import Analysis, CaptureThread, FrameSource, Tag
+    from fer_tui.pipeline.debug import DebugWriter
 
 #: Port the embedded hub tries first, so a second local client can join it.
 EMBEDDED_PORT = 8765
@@ -83,6 +78,8 @@ class FerApp(App[None]):
     def on_mount(self) -> None:
         self._loop = asyncio.get_running_loop()
         if self.settings.debug_dir:
+            from fer_tui.pipeline.debug import DebugWriter
+
             self._debug = DebugWriter(self.settings.debug_dir)
         if self.user and self.room:
             self._open_chat()
@@ -113,7 +110,7 @@ class FerApp(App[None]):
     def start_camera(self) -> None:
         """Open the camera source and load the detector and model (blocking: a thread)."""
         from fer_tui.classifier import BUNDLED_MODEL, EmotionClassifier, ModelError
-        from fer_tui.pipeline import FacePipeline
+        from fer_tui.pipeline import CameraError, CaptureThread, FacePipeline, open_source
         from fer_tui.pipeline.detector import FaceDetector
 
         classifier = None
@@ -194,6 +191,9 @@ class FerApp(App[None]):
     @work(exclusive=True, group="hub")
     async def run_connection(self) -> None:
         """Connect to ``--server``, or run a hub in-process first when there is none."""
+        # Import websockets & co. in a thread: the UI keeps drawing meanwhile.
+        modules = ["fer_tui.connection"] + (["hub.server"] if self.settings.server is None else [])
+        await asyncio.to_thread(lambda: [importlib.import_module(name) for name in modules])
         if self.settings.server is not None:
             await self._connect(self.settings.server)
             return
@@ -213,6 +213,8 @@ class FerApp(App[None]):
             await hub.__aexit__(None, None, None)
 
     async def _connect(self, url: str) -> None:
+        from fer_tui.connection import HubConnection
+
         self.connection = HubConnection(
             url, self.room, self.user, self._on_hub_event, token=self.settings.token
         )
@@ -228,6 +230,14 @@ class FerApp(App[None]):
             self._show_hub_event(event)
 
     def _show_hub_event(self, event: HubEvent) -> None:
+        from fer_tui.connection import (
+            HubError,
+            JoinedRoom,
+            MessageReceived,
+            PresenceChanged,
+            StateChanged,
+        )
+
         chat = self.chat
         if chat is None or not chat.is_mounted:
             return
@@ -270,6 +280,8 @@ class FerApp(App[None]):
 
     def current_tag(self) -> Tag:
         """The tag a message sent now would carry (reads, never computes)."""
+        from fer_tui.pipeline import Tag
+
         if not self.tagging:
             return Tag(None, reason="tagging off")
         if self.capture is None:

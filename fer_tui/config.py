@@ -26,7 +26,9 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-from fer_tui.pipeline.analysis import DEFAULT_THRESHOLD
+
+#: Default minimum smoothed confidence for a message to be tagged.
+DEFAULT_THRESHOLD = 0.35
 
 
 class ConfigError(ValueError):

@@ -17,13 +17,11 @@ from typing import Protocol
 
 import numpy as np
 
+from fer_tui.config import DEFAULT_THRESHOLD
 from fer_tui.emotions import LABELS
 from fer_tui.pipeline.camera import FrameSource
 from fer_tui.pipeline.smoothing import ProbabilitySmoother
 from fer_tui.preprocess import Box, crop_face, to_gray
-
-#: Default minimum smoothed confidence for a message to be tagged.
-DEFAULT_THRESHOLD = 0.35
 
 
 class Detector(Protocol):

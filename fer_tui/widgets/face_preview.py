@@ -7,14 +7,17 @@ stays in the terminal; it is never sent anywhere.
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
-import numpy as np
 from rich.color import Color
 from rich.style import Style
 from rich.text import Span, Text
 from textual.widgets import Static
 
 from fer_tui.emotions import emoji_for
+
+if TYPE_CHECKING:
+    import numpy as np
 
 #: Cells across the preview (the 48×48 crop is shown at half resolution).
 PREVIEW_CELLS = 24
