@@ -150,7 +150,7 @@ class HubConnection:
                 async with connect(self.url, open_timeout=self.open_timeout, max_size=2**20) as ws:
                     self._ws = ws
                     await self._session(ws)
-            except (OSError, ConnectionClosed, InvalidHandshake, TimeoutError) as exc:
+            except (OSError, ConnectionClosed, InvalidHandshake, asyncio.TimeoutError) as exc:
                 detail = _describe(exc)
             except InvalidURI as exc:
                 self._set_state("stopped", f"bad server address: {exc}")
@@ -169,7 +169,7 @@ class HubConnection:
             delay *= random.uniform(0.8, 1.2)
             self._set_state("offline", f"{detail}; retrying in {delay:.1f}s")
             self._wake.clear()
-            with contextlib.suppress(TimeoutError):
+            with contextlib.suppress(asyncio.TimeoutError):  # builtin only from 3.11
                 await asyncio.wait_for(self._wake.wait(), delay)
         self._set_state("stopped", "closed")
 
@@ -275,7 +275,7 @@ class _Fatal(Exception):
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, ConnectionRefusedError):
         return "hub not reachable"
-    if isinstance(exc, TimeoutError):
+    if isinstance(exc, asyncio.TimeoutError):
         return "hub did not answer"
     if isinstance(exc, ConnectionClosed):
         return "hub went away"
