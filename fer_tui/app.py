@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import importlib
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
@@ -155,8 +155,14 @@ class FerApp(App[None]):
         self._refresh_from_thread()
 
     def _refresh_from_thread(self) -> None:
-        if self._loop is not None and not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(self._refresh_camera_status)
+        self._call_soon(self._refresh_camera_status)
+
+    def _call_soon(self, callback: Callable[..., object], *args: object) -> None:
+        """Run ``callback`` on the UI loop from another thread, without waiting for it."""
+        if self._loop is None:
+            return
+        with contextlib.suppress(RuntimeError):  # the loop closed: the app has quit
+            self._loop.call_soon_threadsafe(callback, *args)
 
     def _refresh_camera_status(self) -> None:
         with contextlib.suppress(NoMatches):  # the app is closing
@@ -176,9 +182,7 @@ class FerApp(App[None]):
                 self.chat.preview.show(None, None, 0.0, reason)
 
     def _analysis_from_thread(self, analysis: Analysis) -> None:
-        # Called on the capture thread: hand over without blocking it.
-        if self._loop is not None and not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(self._show_analysis, analysis)
+        self._call_soon(self._show_analysis, analysis)  # called on the capture thread
 
     def _show_analysis(self, analysis: Analysis) -> None:
         if self.chat is None or not self.chat.is_mounted:
