@@ -8,9 +8,9 @@ Run from the repo root (needs ``../shared/data/faces``)::
 Frames are the 12 real photos letterboxed into 640×480 and 1280×720 canvases.
 Both pipelines run on one thread (OpenMP, OpenCV and TensorFlow limited to 1).
 The peer is the ``fer`` package's ``FER().detect_emotions`` (Haar cascade +
-Keras CNN), run in a separate venv ``.bench-venv-fer/`` that this script
-creates on first use (fer 25.10.3 with --no-deps, TensorFlow CPU, tf-keras,
-OpenCV < 5), as a subprocess on the same frames. Recall counts faces found
+Keras CNN), run in a separate venv ``.bench-venv-fer/`` that
+``bench/fer_peer.py`` creates on first use (fer 25.10.3 with --no-deps,
+TensorFlow CPU, tf-keras, OpenCV < 5), as a subprocess on the same frames. Recall counts faces found
 against the README's face counts (found faces beyond the count are reported
 as extra). Every figure comes from this run; ratios compare within it.
 """
@@ -34,17 +34,6 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 REPO = Path(__file__).resolve().parents[1]
 FACES = REPO.parent / "shared" / "data" / "faces"
-FER_VENV = REPO / ".bench-venv-fer"
-FER_PACKAGES = [
-    "tensorflow-cpu",
-    "tf-keras",
-    "opencv-python-headless<5",
-    "requests",
-    "pillow",
-    "pandas",
-    "tqdm",
-    "setuptools<81",  # fer imports pkg_resources
-]
 SIZES = ((640, 480), (1280, 720))
 sys.path.insert(0, str(REPO))
 
@@ -191,23 +180,9 @@ def bench_margin(samples: int = 600) -> str:
 # --- the fer peer -------------------------------------------------------------
 
 
-def ensure_fer_venv() -> Path:
-    python = FER_VENV / "bin" / "python"
-    ready = FER_VENV / ".ready"
-    if ready.exists():
-        return python
-    print(f"creating {FER_VENV} (fer peer; once)…", file=sys.stderr)
-    subprocess.run([sys.executable, "-m", "venv", str(FER_VENV)], check=True)
-    pip = [str(python), "-m", "pip", "install", "-q"]
-    subprocess.run([*pip, "--no-deps", "fer==25.10.3"], check=True)
-    subprocess.run([*pip, *FER_PACKAGES], check=True)
-    subprocess.run([str(python), "-c", "from fer.fer import FER"], check=True)
-    ready.touch()
-    return python
-
-
 def bench_fer(frames_by_size: dict, repeat: int) -> dict[tuple[int, int], tuple[list, list]]:
     import numpy as np
+    from fer_peer import ensure_fer_venv  # the one recipe for .bench-venv-fer/ (bench/)
 
     python = ensure_fer_venv()
     env = dict(
