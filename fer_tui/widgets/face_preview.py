@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     import numpy as np
 
 #: Cells across the preview (the 48×48 crop is shown at half resolution).
-PREVIEW_CELLS = 24
+PREVIEW_CELLS = 20
 
 
 @lru_cache(maxsize=4096)
