@@ -19,6 +19,7 @@ from pathlib import Path
 from . import protocol
 from .protocol import Limits
 from .server import MAX_BACKLOG_BYTES, PING_INTERVAL, PING_TIMEOUT, HubConfig, serve_hub
+from .storage import HISTORY_KEEP
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,7 +39,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--history-db", type=Path, default=None, help="SQLite file for history and seq"
     )
     store.add_argument(
-        "--history-size", type=int, default=protocol.HISTORY_SIZE, help="messages kept per room"
+        "--history-size",
+        type=int,
+        default=protocol.HISTORY_SIZE,
+        help="messages per room sent to a joining client",
+    )
+    store.add_argument(
+        "--history-keep",
+        type=int,
+        default=HISTORY_KEEP,
+        help="messages per room kept in --history-db (at least --history-size); older ones"
+        " are pruned in batches and can no longer be resumed from or deduplicated",
     )
     limits = parser.add_argument_group("limits")
     limits.add_argument("--max-frame-bytes", type=int, default=protocol.MAX_FRAME_BYTES)
@@ -109,6 +120,7 @@ def config_from_args(args: argparse.Namespace) -> HubConfig:
         limits=limits,
         token=args.token,
         history_db=args.history_db,
+        history_keep=args.history_keep,
         certfile=args.certfile,
         keyfile=args.keyfile,
         max_backlog_bytes=args.max_backlog_bytes,
@@ -139,6 +151,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     if args.keyfile is not None and args.certfile is None:
         build_parser().error("--keyfile needs --certfile")
+    if args.history_keep < 1 or args.history_size < 1:
+        build_parser().error("--history-keep and --history-size must be at least 1")
     try:
         asyncio.run(run(config_from_args(args)))
     except OSError as exc:

@@ -306,7 +306,11 @@ class Hub:
             emotion=send.emotion,
             ts=now,
         )
-        self.store.append(message)  # before the broadcast, which is the ack
+        # Stored before the broadcast, which is the ack. The store may know a
+        # resend that the in-memory dedup index has forgotten (after a restart).
+        earlier = self.store.append(message)
+        if earlier is not None:
+            return [Reply(client, protocol.chat_frame(earlier))]
         room.record(message)
         room.members[user].emotion = send.emotion
         return [Broadcast(room.clients(), protocol.chat_frame(message))]

@@ -57,7 +57,7 @@ from websockets.protocol import State
 from . import protocol
 from .protocol import Limits
 from .rooms import Action, Broadcast, Client, Close, Hub, Reply
-from .storage import MemoryStore, SqliteStore, Store
+from .storage import HISTORY_KEEP, MemoryStore, SqliteStore, Store
 
 __all__ = ["HubConfig", "RunningHub", "serve_hub"]
 
@@ -78,6 +78,7 @@ class HubConfig:
     limits: Limits = protocol.DEFAULT_LIMITS
     token: str | None = None
     history_db: Path | None = None
+    history_keep: int = HISTORY_KEEP  # per room in history_db; never below history_size
     certfile: Path | None = None
     keyfile: Path | None = None
     max_backlog_bytes: int = MAX_BACKLOG_BYTES
@@ -324,16 +325,19 @@ def _text_frame(payload: bytes) -> bytes:
     return header + payload
 
 
-def open_store(history_db: Path | None) -> Store:
+def open_store(config: HubConfig) -> Store:
     """Return the store for ``--history-db`` (SQLite) or memory."""
-    return MemoryStore() if history_db is None else SqliteStore(history_db)
+    if config.history_db is None:
+        return MemoryStore()
+    keep = max(config.history_keep, config.limits.history_size)
+    return SqliteStore(config.history_db, keep)
 
 
 @contextlib.asynccontextmanager
 async def serve_hub(config: HubConfig | None = None) -> AsyncIterator[RunningHub]:
     """Run a hub for the duration of the ``async with`` block."""
     config = config if config is not None else HubConfig()
-    running = RunningHub(config, open_store(config.history_db))
+    running = RunningHub(config, open_store(config))
     try:
         await running.start()
         yield running

@@ -8,17 +8,27 @@ restore its ``seq``, history and dedup index after a restart.
 ``synchronous=NORMAL``: a committed message survives the hub process being
 killed; only a power cut can lose the last commits. Connection-level
 durability against power loss would cost an fsync per message.
+
+It keeps at most ``keep`` messages per room (``--history-keep``), never fewer
+than the history a room sends (``--history-size``): when a room holds 10 %
+more than that, its oldest messages are deleted in one statement, so pruning
+costs nothing on most inserts. A unique index on ``(room, user, id)`` makes
+:meth:`SqliteStore.append` recognise a resend of any message it still keeps,
+also one older than the dedup index the core holds in memory.
 """
 
 from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from .protocol import ChatMessage, Emotion
 
-__all__ = ["MemoryStore", "SqliteStore", "Store"]
+__all__ = ["HISTORY_KEEP", "MemoryStore", "SqliteStore", "Store"]
+
+#: Messages per room that ``--history-db`` keeps, at most (plus 10 % before a prune).
+HISTORY_KEEP: int = 10_000
 
 
 class Store(Protocol):
@@ -28,8 +38,12 @@ class Store(Protocol):
         """Return the room's latest ``seq`` and up to ``limit`` last messages, oldest first."""
         ...
 
-    def append(self, message: ChatMessage) -> None:
-        """Durably record ``message``; raise if that is impossible."""
+    def append(self, message: ChatMessage) -> ChatMessage | None:
+        """Durably record ``message``; raise if that is impossible.
+
+        If the store already holds a message from the same user with the same
+        ``id`` in that room, record nothing and return that earlier message.
+        """
         ...
 
     def close(self) -> None:
@@ -43,8 +57,8 @@ class MemoryStore:
     def load(self, room: str, limit: int) -> tuple[int, list[ChatMessage]]:
         return 0, []
 
-    def append(self, message: ChatMessage) -> None:
-        pass
+    def append(self, message: ChatMessage) -> ChatMessage | None:
+        return None
 
     def close(self) -> None:
         pass
@@ -62,14 +76,25 @@ CREATE TABLE IF NOT EXISTS messages (
     ts REAL NOT NULL,
     PRIMARY KEY (room, seq)
 ) WITHOUT ROWID;
+CREATE UNIQUE INDEX IF NOT EXISTS messages_by_sender ON messages (room, user, id);
 """
+
+_COLUMNS = "seq, id, user, text, label, confidence, ts"
 
 
 class SqliteStore:
-    """Messages in one SQLite file; ``seq`` is the room's highest stored ``seq``."""
+    """Messages in one SQLite file; ``seq`` is the room's highest stored ``seq``.
 
-    def __init__(self, path: str | Path) -> None:
+    At most ``keep`` messages per room stay, pruned in batches of ``keep // 10``.
+    """
+
+    def __init__(self, path: str | Path, keep: int = HISTORY_KEEP) -> None:
+        if keep < 1:
+            raise ValueError("keep must be at least 1")
         self.path = Path(path)
+        self.keep = keep
+        self.slack = max(1, keep // 10)
+        self._oldest: dict[str, int] = {}  # room -> lowest stored seq, once looked up
         self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
@@ -77,42 +102,70 @@ class SqliteStore:
 
     def load(self, room: str, limit: int) -> tuple[int, list[ChatMessage]]:
         rows = self.db.execute(
-            "SELECT seq, id, user, text, label, confidence, ts FROM messages"
-            " WHERE room = ? ORDER BY seq DESC LIMIT ?",
+            f"SELECT {_COLUMNS} FROM messages WHERE room = ? ORDER BY seq DESC LIMIT ?",
             (room, limit),
         ).fetchall()
-        messages = [
-            ChatMessage(
-                room=room,
-                seq=seq,
-                id=id,
-                user=user,
-                text=text,
-                emotion=None if label is None else Emotion(label, confidence),
-                ts=ts,
-            )
-            for seq, id, user, text, label, confidence, ts in reversed(rows)
-        ]
+        messages = [_message(room, row) for row in reversed(rows)]
         return (messages[-1].seq if messages else 0), messages
 
-    def append(self, message: ChatMessage) -> None:
+    def append(self, message: ChatMessage) -> ChatMessage | None:
         emotion = message.emotion
-        self.db.execute(
-            "INSERT INTO messages VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                message.room,
-                message.seq,
-                message.id,
-                message.user,
-                message.text,
-                None if emotion is None else emotion.label,
-                None if emotion is None else emotion.confidence,
-                message.ts,
-            ),
-        )  # autocommit: the row is in the WAL when this returns
+        try:
+            self.db.execute(
+                "INSERT INTO messages VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    message.room,
+                    message.seq,
+                    message.id,
+                    message.user,
+                    message.text,
+                    None if emotion is None else emotion.label,
+                    None if emotion is None else emotion.confidence,
+                    message.ts,
+                ),
+            )  # autocommit: the row is in the WAL when this returns
+        except sqlite3.IntegrityError:
+            earlier = self.find(message.room, message.user, message.id)
+            if earlier is None:
+                raise  # not a resend: (room, seq) taken, which the core never does
+            return earlier
+        self._prune(message.room, message.seq)
+        return None
+
+    def find(self, room: str, user: str, id: str) -> ChatMessage | None:
+        """Return the kept message ``user`` sent to ``room`` with ``id``, if any."""
+        row = self.db.execute(
+            f"SELECT {_COLUMNS} FROM messages WHERE room = ? AND user = ? AND id = ?",
+            (room, user, id),
+        ).fetchone()
+        return None if row is None else _message(room, row)
+
+    def oldest(self, room: str) -> int | None:
+        """Return the lowest ``seq`` kept for ``room``, or None if it has none."""
+        (seq,) = self.db.execute("SELECT MIN(seq) FROM messages WHERE room = ?", (room,)).fetchone()
+        return seq
+
+    def _prune(self, room: str, seq: int) -> None:
+        """Delete the room's oldest messages once it holds ``keep + slack`` of them.
+
+        A room's ``seq`` values are contiguous, so ``seq - oldest + 1`` counts its rows.
+        """
+        oldest = self._oldest.get(room)
+        if oldest is None:
+            oldest = self._oldest[room] = self.oldest(room) or seq
+        if seq - oldest + 1 <= self.keep + self.slack:
+            return
+        self.db.execute("DELETE FROM messages WHERE room = ? AND seq <= ?", (room, seq - self.keep))
+        self._oldest[room] = seq - self.keep + 1
 
     def close(self) -> None:
         try:
             self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         finally:
             self.db.close()
+
+
+def _message(room: str, row: tuple[Any, ...]) -> ChatMessage:
+    seq, id, user, text, label, confidence, ts = row
+    emotion = None if label is None else Emotion(label, confidence)
+    return ChatMessage(room=room, seq=seq, id=id, user=user, text=text, emotion=emotion, ts=ts)

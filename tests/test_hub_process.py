@@ -113,6 +113,7 @@ def test_help_lists_every_limit() -> None:
         "--port",
         "--history-db",
         "--history-size",
+        "--history-keep",
         "--token",
         "--certfile",
         "--keyfile",

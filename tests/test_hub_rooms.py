@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import sqlite3
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from hub import protocol
+from hub import protocol, rooms
 from hub.protocol import ChatMessage, Emotion, Limits
 from hub.rooms import Broadcast, Client, Close, Hub, Reply, TokenBucket
 from hub.storage import MemoryStore, SqliteStore
@@ -267,6 +270,84 @@ def test_sqlite_store_restores_seq_history_and_dedup(tmp_path: Any) -> None:
     assert ack["seq"] == 1
     [new] = frames_for(say(hub, b, "m5"), b)
     assert new["seq"] == 6
+    hub.store.close()
+
+
+def stored_seqs(path: Path, room: str = "r") -> list[int]:
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        rows = db.execute("SELECT seq FROM messages WHERE room = ? ORDER BY seq", (room,))
+        return [seq for (seq,) in rows]
+
+
+def test_sqlite_store_keeps_at_most_keep_per_room_pruning_in_batches(tmp_path: Path) -> None:
+    path = tmp_path / "hub.sqlite3"
+    hub = Hub(Limits(history_size=3, rate_burst=1000), SqliteStore(path, keep=20))
+    a, b = hub.connect(T0), hub.connect(T0)
+    join(hub, a, "r", "ana")
+    join(hub, b, "other", "bo")
+    say(hub, b, "o1")
+    counts = []
+    for i in range(45):
+        say(hub, a, f"m{i}")
+        counts.append(len(stored_seqs(path)))
+    # Up to keep + 10 % rows, then one prune back to keep: not a delete per insert.
+    assert counts[:22] == list(range(1, 23))
+    assert counts[22] == 20 and counts[23:25] == [21, 22] and counts[25] == 20
+    assert max(counts) == 22
+    assert stored_seqs(path) == list(range(25, 46))  # the newest, none missing
+    assert stored_seqs(path, "other") == [1]  # another room's rows are its own
+    hub.store.close()
+    # After a restart the room's seq continues from the newest kept message.
+    hub = Hub(Limits(history_size=3), SqliteStore(path, keep=20))
+    c = hub.connect(T0)
+    assert frames_for(join(hub, c, "r", "cy"), c)[0]["seq"] == 45
+    assert frames_for(say(hub, c, "next"), c)[0]["seq"] == 46
+    hub.store.close()
+
+
+def test_sqlite_store_dedups_beyond_the_memory_index_within_the_kept_window(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(rooms, "DEDUP_MIN", 4)  # the in-memory index remembers 4 messages
+    path = tmp_path / "hub.sqlite3"
+    hub = Hub(Limits(history_size=3, rate_burst=1000), SqliteStore(path, keep=10))
+    a = hub.connect(T0)
+    join(hub, a, "r", "ana")
+    acks = [frames_for(say(hub, a, f"m{i}", f"t{i}"), a)[0] for i in range(14)]
+    hub.store.close()
+
+    hub = Hub(Limits(history_size=3, rate_burst=1000), SqliteStore(path, keep=10))
+    a, b = hub.connect(T0), hub.connect(T0)
+    join(hub, a, "r", "ana")
+    join(hub, b, "r", "bo")
+    assert hub.rooms["r"].find("ana", "m5") is None  # forgotten in memory ...
+    actions = say(hub, a, "m5", "resent")
+    assert frames_for(actions, a) == [acks[5]]  # ... but acknowledged again from the store
+    assert frames_for(actions, b) == []  # and not broadcast twice
+    assert hub.rooms["r"].seq == 14
+    # A message older than the kept window is gone, so its id is free again.
+    assert 1 not in stored_seqs(path)
+    assert frames_for(say(hub, a, "m0", "old id"), b)[0]["seq"] == 15
+    hub.store.close()
+
+
+def test_resume_older_than_what_is_kept_is_marked_truncated(tmp_path: Path) -> None:
+    path = tmp_path / "hub.sqlite3"
+    hub = Hub(Limits(history_size=5, rate_burst=1000), SqliteStore(path, keep=8))
+    a = hub.connect(T0)
+    join(hub, a, "r", "ana")
+    for i in range(30):
+        say(hub, a, f"m{i}")
+    hub.store.close()
+
+    hub = Hub(Limits(history_size=5), SqliteStore(path, keep=8))
+    old, recent = hub.connect(T0), hub.connect(T0)
+    [joined] = frames_for(join(hub, old, "r", "old", since=2), old)
+    assert joined["truncated"] is True
+    assert [m["seq"] for m in joined["history"]] == [26, 27, 28, 29, 30]
+    [joined] = frames_for(join(hub, recent, "r", "recent", since=27), recent)
+    assert joined["truncated"] is False
+    assert [m["seq"] for m in joined["history"]] == [28, 29, 30]
     hub.store.close()
 
 

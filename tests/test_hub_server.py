@@ -12,7 +12,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from hub_fixtures import WAIT, Peer, hub
+from hub_fixtures import WAIT, Peer, config, hub
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from websockets.asyncio.client import connect
@@ -21,6 +21,8 @@ from websockets.exceptions import ConnectionClosed, InvalidMessage
 from fer_tui.emotions import LABELS
 from hub import protocol
 from hub.protocol import Emotion
+from hub.server import open_store
+from hub.storage import SqliteStore
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -490,3 +492,14 @@ async def test_a_connection_that_never_joins_is_closed() -> None:
         async with Peer.open(running.url) as prompt:
             await prompt.join("r", "ana")
             assert await prompt.silent(0.5)  # joined in time: left alone
+
+
+def test_history_db_keeps_at_least_the_history_a_join_gets(tmp_path: Path) -> None:
+    for keep, expected in ((2, 5), (50, 50)):
+        store = open_store(
+            config(history_db=tmp_path / "h.sqlite3", history_keep=keep, limits={"history_size": 5})
+        )
+        try:
+            assert isinstance(store, SqliteStore) and store.keep == expected
+        finally:
+            store.close()
