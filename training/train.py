@@ -101,8 +101,8 @@ def train(config: TrainConfig, train_set: FaceSet, val_set: FaceSet, *, resume: 
         for epoch in range(start_epoch, config.epochs):
             started = time.monotonic()
             fit = model.fit(train_ds, epochs=epoch + 1, initial_epoch=epoch,
-                            steps_per_epoch=steps_per_epoch, verbose=0,
-                            callbacks=[progress.callback()])
+                            steps_per_epoch=steps_per_epoch, verbose=0, shuffle=False,
+                            callbacks=[progress.callback()])  # the dataset shuffles
             val_loss, val_acc = model.evaluate(val_x, val_y, batch_size=512, verbose=0)
             seconds = time.monotonic() - started
             row = {
