@@ -71,6 +71,27 @@ def test_resume_continues_from_the_last_epoch(trained, tmp_path):
     assert epochs == list(range(1, EPOCHS + 2))
 
 
+def test_init_weights_starts_a_new_run_from_learnt_weights(trained, tmp_path):
+    run, train_npz, val_npz = trained
+    common = ("--data", train_npz, "--val", val_npz, "--epochs", 1, "--batch-size", 16,
+              "--max-steps-per-epoch", 1, "--learning-rate", 1e-6, "--warmup-epochs", 0,
+              "--convs-per-stage", 1)
+    warm = run_cli("train", *common, "--out", tmp_path / "warm", "--widths", TINY_WIDTHS,
+                   "--init-weights", run / "best.keras")
+    assert warm.exit_code == 0, warm.output
+    cold = run_cli("train", *common, "--out", tmp_path / "cold", "--widths", TINY_WIDTHS)
+    assert cold.exit_code == 0, cold.output
+    # One step at a tiny learning rate barely moves weights: only the warm start
+    # keeps what the donor run learnt.
+    assert read_history(tmp_path / "warm")[0]["val_accuracy"] > 0.6
+    assert read_history(tmp_path / "cold")[0]["val_accuracy"] < 0.6
+    widths = ",".join(str(2 * int(w)) for w in TINY_WIDTHS.split(","))
+    wrong = run_cli("train", *common, "--out", tmp_path / "wrong", "--widths", widths,
+                    "--init-weights", run / "best.keras")
+    assert wrong.exit_code == 2
+    assert "do not match" in wrong.output
+
+
 @pytest.fixture(scope="module")
 def exported(trained):
     run, train_npz, val_npz = trained

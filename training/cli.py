@@ -57,9 +57,12 @@ def train(
         min=1, help="Cap steps per epoch (smoke tests).")] = None,
     resume: Annotated[bool, typer.Option(help="Continue the run in --out from last.keras.")]
     = False,
+    init_weights: Annotated[Path | None, typer.Option(
+        help="Start a new run from this .keras model's weights (fresh optimiser and schedule).")]
+    = None,
 ) -> None:
     """Train the classifier on FER2013 and keep the epoch with the best validation accuracy."""
-    from training.train import TrainConfig
+    from training.train import IncompatibleWeights, TrainConfig
     from training.train import train as run_training
 
     width_tuple = _int_tuple(widths, "--widths")
@@ -75,6 +78,9 @@ def train(
         fail(str(exc))
     if resume and not (out / "last.keras").exists():
         fail(f"--resume: no checkpoint at {out / 'last.keras'}")
+    if init_weights is not None and (resume or not init_weights.is_file()):
+        fail(f"--init-weights: no such model {init_weights}" if not resume
+             else "--init-weights starts a new run; it cannot be combined with --resume")
     config = TrainConfig(
         data=str(data), val=str(val), out=str(out), epochs=epochs, batch_size=batch_size,
         learning_rate=learning_rate, weight_decay=weight_decay,
@@ -82,11 +88,15 @@ def train(
         warmup_epochs=warmup_epochs,
         dropout=dropout, seed=seed, time_budget_minutes=time_budget,
         max_steps_per_epoch=max_steps_per_epoch,
+        init_weights=str(init_weights) if init_weights else None,
     )
     err.print(f"train: {len(train_set)} faces from {train_set.source}; "
               f"val: {len(val_set)} from {val_set.source}")
-    best = run_training(config, train_set, val_set, resume=resume,
-                        command=shlex.join(["fer-model", *sys.argv[1:]]))
+    try:
+        best = run_training(config, train_set, val_set, resume=resume,
+                            command=shlex.join(["fer-model", *sys.argv[1:]]))
+    except IncompatibleWeights as exc:
+        fail(str(exc))
     err.print(f"best model: {best}")
 
 

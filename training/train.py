@@ -48,11 +48,12 @@ class TrainConfig:
     seed: int = 1234
     time_budget_minutes: float | None = None
     max_steps_per_epoch: int | None = None
+    init_weights: str | None = None
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
 
-class TimeBudgetExceeded(Exception):
-    """Raised between epochs when the time budget will not fit another epoch."""
+class IncompatibleWeights(ValueError):
+    """``--init-weights`` names a model whose layers differ from the one being built."""
 
 
 def train(config: TrainConfig, train_set: FaceSet, val_set: FaceSet, *, resume: bool = False,
@@ -78,6 +79,8 @@ def train(config: TrainConfig, train_set: FaceSet, val_set: FaceSet, *, resume: 
         model = keras.models.load_model(last_path)
     else:
         model = build_model(config.widths, config.convs_per_stage, config.dropout)
+        if config.init_weights:
+            _warm_start(model, Path(config.init_weights))
         model.compile(
             optimizer=_optimizer(config, steps_per_epoch),
             loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
@@ -127,6 +130,21 @@ def train(config: TrainConfig, train_set: FaceSet, val_set: FaceSet, *, resume: 
                 break
     plot_curves(history, out / "curves.png")
     return best_path
+
+
+def _warm_start(model, source: Path) -> None:
+    """Copy another run's weights into ``model``: a new schedule on learnt features.
+
+    Lets a later session continue an earlier one's model with a fresh cosine
+    cycle (a warm restart) when the earlier schedule has already ended.
+    """
+    import keras
+
+    donor = keras.models.load_model(source, compile=False)
+    shapes = [w.shape for w in model.get_weights()]
+    if [w.shape for w in donor.get_weights()] != shapes:
+        raise IncompatibleWeights(f"{source}: its layers do not match --widths/--convs-per-stage")
+    model.set_weights(donor.get_weights())
 
 
 def _optimizer(config: TrainConfig, steps_per_epoch: int):
