@@ -146,3 +146,22 @@ def test_arbitrary_text_is_accepted_or_refused_with_a_code(raw: str) -> None:
 def test_valid_messages_survive_encoding(text: str, label: str, confidence: float) -> None:
     raw = protocol.message_frame("id", text, Emotion(label, confidence))
     assert protocol.parse_client_frame(raw) == Send("id", text, Emotion(label, confidence))
+
+
+@given(
+    st.text(max_size=40),
+    st.integers(min_value=0, max_value=2**63),
+    st.text(max_size=40),
+    st.text(max_size=40),
+    st.text(max_size=300),
+    st.none() | st.builds(Emotion, st.sampled_from(LABELS), st.floats(min_value=0, max_value=1)),
+    st.floats(allow_nan=False, allow_infinity=False) | st.integers(min_value=0, max_value=2**40),
+)
+def test_chat_frame_is_exactly_the_generic_encoding(
+    room: str, seq: int, id: str, user: str, text: str, emotion: Emotion | None, ts: float
+) -> None:
+    # chat_frame is hand-written for speed; it must not drift from encode().
+    message = ChatMessage(room, seq, id, user, text, emotion, ts)
+    frame = protocol.chat_frame(message)
+    assert frame == protocol.encode(message.to_json())
+    assert protocol.parse_server_frame(frame) == message
