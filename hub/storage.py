@@ -76,7 +76,16 @@ CREATE TABLE IF NOT EXISTS messages (
     ts REAL NOT NULL,
     PRIMARY KEY (room, seq)
 ) WITHOUT ROWID;
-CREATE UNIQUE INDEX IF NOT EXISTS messages_by_sender ON messages (room, user, id);
+"""
+_INDEX = "CREATE UNIQUE INDEX IF NOT EXISTS messages_by_sender ON messages (room, user, id)"
+# Files from hubs before the index could hold a resend twice (beyond the dedup
+# window). Keep the latest copy: deleting it could lower the room's seq, and a
+# seq must never be given to a second message.
+_DROP_EARLIER_COPIES = """
+DELETE FROM messages WHERE EXISTS (
+    SELECT 1 FROM messages AS later WHERE later.room = messages.room
+    AND later.user = messages.user AND later.id = messages.id AND later.seq > messages.seq
+)
 """
 
 _COLUMNS = "seq, id, user, text, label, confidence, ts"
@@ -99,6 +108,11 @@ class SqliteStore:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executescript(_SCHEMA)
+        try:
+            self.db.execute(_INDEX)
+        except sqlite3.IntegrityError:
+            self.db.execute(_DROP_EARLIER_COPIES)
+            self.db.execute(_INDEX)
 
     def load(self, room: str, limit: int) -> tuple[int, list[ChatMessage]]:
         rows = self.db.execute(

@@ -331,6 +331,30 @@ def test_sqlite_store_dedups_beyond_the_memory_index_within_the_kept_window(
     hub.store.close()
 
 
+def test_sqlite_file_from_before_the_dedup_index_opens(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite3"
+    with contextlib.closing(sqlite3.connect(path)) as db, db:
+        db.execute(
+            "CREATE TABLE messages (room TEXT NOT NULL, seq INTEGER NOT NULL, id TEXT NOT NULL,"
+            " user TEXT NOT NULL, text TEXT NOT NULL, label TEXT, confidence REAL,"
+            " ts REAL NOT NULL, PRIMARY KEY (room, seq)) WITHOUT ROWID"
+        )
+        rows = [("r", 1, "a", "ana", "first", None, None, 1.0)]
+        rows += [("r", 2, "b", "ana", "other", None, None, 2.0)]
+        rows += [("r", 3, "a", "ana", "resent twice", None, None, 3.0)]
+        db.executemany("INSERT INTO messages VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+    store = SqliteStore(path)
+    try:
+        # The earlier copy goes: dropping the latest would lower the room's seq.
+        assert stored_seqs(path) == [2, 3]
+        assert store.load("r", 10)[0] == 3
+        assert store.find("r", "ana", "a") == ChatMessage(
+            "r", 3, "a", "ana", "resent twice", None, 3.0
+        )
+    finally:
+        store.close()
+
+
 def test_resume_older_than_what_is_kept_is_marked_truncated(tmp_path: Path) -> None:
     path = tmp_path / "hub.sqlite3"
     hub = Hub(Limits(history_size=5, rate_burst=1000), SqliteStore(path, keep=8))
