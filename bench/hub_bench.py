@@ -72,6 +72,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+#: fer-hub's ``--loop``; ``--hub-loop`` sets it, to compare uvloop with asyncio.
+HUB_LOOP = "auto"
+
+
 class ServerProcess:
     """A server under test, with its CPU time and peak RSS read from /proc."""
 
@@ -82,6 +86,7 @@ class ServerProcess:
             command = [
                 sys.executable, "-m", "hub", "--port", str(self.port),
                 "--rate", "1000000", "--burst", "1000000", "--log-level", "WARNING",
+                "--loop", HUB_LOOP,
             ]  # fmt: skip
         elif kind == "floor":
             command = [sys.executable, str(REPO / "bench" / "raw_fanout_peer.py"), str(self.port)]
@@ -576,6 +581,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="skip the paced run against bench/raw_fanout_peer.py (a bare fan-out: the floor)",
     )
     parser.add_argument("--quick", action="store_true", help="sizes 10,100; 3 s paced run")
+    parser.add_argument(
+        "--hub-loop", choices=("auto", "uvloop", "asyncio"), default="auto",
+        help="fer-hub's event loop (auto: uvloop where installed)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     if args.quick:
         args.sizes = [10, 100]
@@ -584,7 +593,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    global HUB_LOOP
     args = parse_args(argv)
+    HUB_LOOP = args.hub_loop
     # Collector pauses in the load generator would show up as latency.
     gc.disable()
     started, load_before = time.monotonic(), os.getloadavg()[0]

@@ -13,8 +13,9 @@ import asyncio
 import logging
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from pathlib import Path
+from typing import Any
 
 from . import protocol
 from .protocol import Limits
@@ -34,6 +35,12 @@ def build_parser() -> argparse.ArgumentParser:
     net.add_argument("--token", default=None, help="secret every join must carry")
     net.add_argument("--certfile", type=Path, default=None, help="TLS certificate: serve wss://")
     net.add_argument("--keyfile", type=Path, default=None, help="TLS private key")
+    net.add_argument(
+        "--loop",
+        choices=("auto", "uvloop", "asyncio"),
+        default="auto",
+        help="event loop: auto takes uvloop where it is installed (less CPU per delivery)",
+    )
     store = parser.add_argument_group("history")
     store.add_argument(
         "--history-db", type=Path, default=None, help="SQLite file for history and seq"
@@ -142,6 +149,20 @@ async def run(config: HubConfig) -> None:
         logging.getLogger("hub").info("%s: shutting down", signal.Signals(received).name)
 
 
+def run_loop(main_task: Coroutine[Any, Any, None], loop: str) -> None:
+    """Run ``main_task`` on uvloop (``auto``: when installed) or on asyncio's own loop."""
+    if loop != "asyncio":
+        try:
+            import uvloop
+        except ImportError:
+            if loop == "uvloop":
+                raise SystemExit("fer-hub: --loop uvloop, but uvloop is not installed") from None
+        else:
+            uvloop.run(main_task)
+            return
+    asyncio.run(main_task)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
@@ -154,7 +175,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.history_keep < 1 or args.history_size < 1:
         build_parser().error("--history-keep and --history-size must be at least 1")
     try:
-        asyncio.run(run(config_from_args(args)))
+        run_loop(run(config_from_args(args)), args.loop)
     except OSError as exc:
         logging.getLogger("hub").error("%s", exc)
         raise SystemExit(1) from None
