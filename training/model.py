@@ -3,8 +3,9 @@
 A VGG-style stack of plain 3×3 convolutions with batch normalisation. Plain
 convolutions, not depthwise-separable ones: on the 2-core CPUs this project
 trains on, a separable net trained about 3× slower than a plain one twice its
-size (docs/model.md; ``bench/train_speed.py`` compares stage layouts). Normalisation (0–255 → -1..1) is
-the first layer, so the exported model takes raw grey levels.
+size (docs/model.md; ``bench/train_speed.py`` compares stage layouts).
+Normalisation (0–255 → -1..1) is the first layer, so the exported model takes
+raw grey levels.
 """
 
 from __future__ import annotations
