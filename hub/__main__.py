@@ -1,6 +1,6 @@
 """``fer-hub``: run the hub daemon.
 
-    fer-hub --host 127.0.0.1 --port 8765 [--history-db hub.sqlite3] [--token SECRET]
+    fer-hub --host 127.0.0.1 --port 8765 [--history-db hub.sqlite3 | --redis URL] [--token SECRET]
             [--certfile cert.pem --keyfile key.pem] [--rate 5 --burst 20 ...]
 
 SIGINT and SIGTERM close every connection with 1001 and flush SQLite.
@@ -41,6 +41,21 @@ def build_parser() -> argparse.ArgumentParser:
         default="auto",
         help="event loop: auto takes uvloop where it is installed (less CPU per delivery)",
     )
+    shared = parser.add_argument_group("several hubs (scaling out)")
+    shared.add_argument(
+        "--redis",
+        metavar="URL",
+        default=None,
+        help="share rooms, history and presence with every hub on this Redis"
+        " (redis://HOST:6379/0); needs the redis extra",
+    )
+    shared.add_argument(
+        "--redis-heartbeat",
+        type=float,
+        default=1.0,
+        help="seconds between heartbeats; a hub silent for 5 leaves presence",
+    )
+    shared.add_argument("--hub-id", default=None, help="this hub's name in Redis (random)")
     store = parser.add_argument_group("history")
     store.add_argument(
         "--history-db", type=Path, default=None, help="SQLite file for history and seq"
@@ -133,6 +148,9 @@ def config_from_args(args: argparse.Namespace) -> HubConfig:
         max_backlog_bytes=args.max_backlog_bytes,
         ping_interval=args.ping_interval or None,
         ping_timeout=args.ping_timeout,
+        redis_url=args.redis,
+        redis_heartbeat=args.redis_heartbeat,
+        hub_id=args.hub_id,
     )
 
 
@@ -174,9 +192,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         build_parser().error("--keyfile needs --certfile")
     if args.history_keep < 1 or args.history_size < 1:
         build_parser().error("--history-keep and --history-size must be at least 1")
+    if args.redis is not None and args.history_db is not None:
+        build_parser().error("--history-db and --redis exclude each other: Redis keeps history")
+    if args.redis_heartbeat <= 0:
+        build_parser().error("--redis-heartbeat must be positive")
     try:
         run_loop(run(config_from_args(args)), args.loop)
-    except OSError as exc:
+    except (OSError, RuntimeError) as exc:
         logging.getLogger("hub").error("%s", exc)
         raise SystemExit(1) from None
 

@@ -54,6 +54,8 @@ __all__ = [
     "ProtocolError",
     "Send",
     "ServerFrame",
+    "chat_frame",
+    "chat_message_from_json",
     "decode",
     "encode",
     "error_frame",
@@ -139,6 +141,7 @@ ErrorCode: TypeAlias = Literal[
     "too_many_errors",  # max_strikes refused frames in a row (then close 1008)
     "session_replaced",  # the same session joined on a new connection (then close 1000)
     "slow_consumer",  # the client read too slowly (then close 1008); rejoin with since
+    "unavailable",  # the hub cannot reach its shared storage (--redis): resend later
 ]
 
 #: Close codes the hub uses (RFC 6455).
@@ -147,6 +150,7 @@ CLOSE_GOING_AWAY: Final = 1001  # hub shutting down
 CLOSE_UNSUPPORTED_DATA: Final = 1003  # binary frame
 CLOSE_POLICY_VIOLATION: Final = 1008  # token, abuse, slow consumer
 CLOSE_MESSAGE_TOO_BIG: Final = 1009  # frame too big
+CLOSE_TRY_AGAIN_LATER: Final = 1013  # a join while the shared storage is unreachable
 
 
 class ProtocolError(ValueError):
@@ -456,9 +460,7 @@ def chat_frame(message: ChatMessage) -> str:
     if emotion is None:
         emotion_json = "null"
     else:
-        emotion_json = (
-            f'{{"label":{_string(emotion.label)},"confidence":{emotion.confidence!r}}}'
-        )
+        emotion_json = f'{{"label":{_string(emotion.label)},"confidence":{emotion.confidence!r}}}'
     return (
         f'{{"type":"message","room":{_string(message.room)},"seq":{message.seq!r}'
         f',"id":{_string(message.id)},"user":{_string(message.user)}'
@@ -490,13 +492,13 @@ def parse_server_frame(raw: str | bytes) -> ServerFrame:
     try:
         kind = obj["type"]
         if kind == "message":
-            return _chat_message(obj)
+            return chat_message_from_json(obj)
         if kind == "joined":
             return Joined(
                 room=obj["room"],
                 user=obj["user"],
                 members=tuple(_member(m) for m in obj["members"]),
-                history=tuple(_chat_message(m) for m in obj["history"]),
+                history=tuple(chat_message_from_json(m) for m in obj["history"]),
                 seq=int(obj["seq"]),
                 truncated=bool(obj.get("truncated", False)),
             )
@@ -515,7 +517,8 @@ def parse_server_frame(raw: str | bytes) -> ServerFrame:
     raise ProtocolError("bad_type", f"unknown frame type {str(obj.get('type'))[:40]!r}")
 
 
-def _chat_message(obj: Mapping[str, Any]) -> ChatMessage:
+def chat_message_from_json(obj: Mapping[str, Any]) -> ChatMessage:
+    """Build a :class:`ChatMessage` from a decoded ``message`` frame."""
     return ChatMessage(
         room=obj["room"],
         seq=int(obj["seq"]),

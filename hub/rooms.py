@@ -239,11 +239,15 @@ class Hub:
 
     # --- frames ---------------------------------------------------------------
 
-    def _join(self, client: Client, join: Join) -> list[Action]:
+    def _admit(self, client: Client, join: Join) -> list[Action]:
+        """Check a join against the connection, the token and the room limit.
+
+        Return the refusal, or an empty list to let the join through.
+        """
         if client.room is not None:
             return self._refuse(client, "already_joined", f"already in {client.room.name}")
         if self.token is not None and not (
-            join.token is not None and hmac.compare_digest(join.token, self.token)
+            join.token is not None and hmac.compare_digest(join.token.encode(), self.token.encode())
         ):
             return self._fatal(
                 client, "unauthorized", "wrong or missing token", protocol.CLOSE_POLICY_VIOLATION
@@ -252,6 +256,12 @@ class Hub:
             return self._refuse(
                 client, "room_limit", f"the hub holds {self.limits.max_rooms} rooms already"
             )
+        return []
+
+    def _join(self, client: Client, join: Join) -> list[Action]:
+        refused = self._admit(client, join)
+        if refused:
+            return refused
         room = self._room(join.room)
         actions: list[Action] = []
         existing = room.members.get(join.user)

@@ -46,18 +46,22 @@ import dataclasses
 import logging
 import ssl
 import time
-from collections.abc import AsyncIterator, Coroutine, Iterable
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.protocol import State
 
 from . import protocol
+from .cluster import Call, ClusterHub
 from .protocol import Limits
 from .rooms import Action, Broadcast, Client, Close, Hub, Reply
 from .storage import HISTORY_KEEP, MemoryStore, SqliteStore, Store
+
+if TYPE_CHECKING:
+    from .redis_engine import RedisEngine
 
 __all__ = ["HubConfig", "RunningHub", "serve_hub"]
 
@@ -85,6 +89,9 @@ class HubConfig:
     ping_interval: float | None = PING_INTERVAL
     ping_timeout: float = PING_TIMEOUT
     close_timeout: float = 5.0
+    redis_url: str | None = None  # share rooms with other hubs through this Redis
+    redis_heartbeat: float = 1.0  # seconds; a hub silent for 5 beats leaves presence
+    hub_id: str | None = None  # random when None
 
     def ssl_context(self) -> ssl.SSLContext | None:
         """Return the TLS context for ``wss://``, or None for ``ws://``."""
@@ -115,7 +122,10 @@ class RunningHub:
 
     def __init__(self, config: HubConfig, store: Store) -> None:
         self.config = config
-        self.core = Hub(config.limits, store, config.token)
+        self.core: Hub = Hub(config.limits, store, config.token)
+        self.engine: RedisEngine | None = None
+        if config.redis_url is not None:
+            self.core, self.engine = _redis_core(config, self._perform)
         self.server: Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._dirty: list[_Link] = []  # links with pending frames
@@ -141,6 +151,8 @@ class RunningHub:
 
     async def start(self) -> None:
         config = self.config
+        if self.engine is not None:
+            await self.engine.start()
         self.server = await serve(
             self._handle,
             config.host,
@@ -163,6 +175,8 @@ class RunningHub:
             await self.server.wait_closed()
         for task in list(self._tasks):
             task.cancel()
+        if self.engine is not None:
+            await self.engine.close()
         self.core.store.close()
         logger.info("hub closed")
 
@@ -184,13 +198,17 @@ class RunningHub:
                     actions = self.core.receive_text(client, raw, time.time())
                 else:
                     actions = self.core.receive_binary(client)
-                self._perform(actions)
+                if self.engine is None:
+                    self._perform(actions)
+                else:
+                    # One call at a time per connection: its frames keep their order.
+                    await self._carry_out(actions)
         except ConnectionClosed:
             pass
         finally:
             keepalive.cancel()
             deadline.cancel()
-            self._perform(self.core.disconnect(client))
+            await self._carry_out(self.core.disconnect(client))
             logger.debug(
                 "%s (%s) disconnected: %s %s",
                 ws.remote_address,
@@ -198,6 +216,14 @@ class RunningHub:
                 ws.close_code,
                 ws.close_reason,
             )
+
+    async def _carry_out(self, actions: Iterable[Action]) -> None:
+        """Perform ``actions``, waiting for each engine call and then its outcome."""
+        for action in actions:
+            if isinstance(action, Call) and self.engine is not None:
+                await self._carry_out(await self.engine.execute(action.request))
+            else:
+                self._perform((action,))
 
     def _perform(self, actions: Iterable[Action]) -> None:
         for action in actions:
@@ -209,6 +235,8 @@ class RunningHub:
                 link: _Link = action.client.handle
                 self._flush_link(link)  # what was said before the close goes first
                 self._spawn(link.ws.close(action.code, action.reason))
+            elif isinstance(action, Call) and self.engine is not None:
+                self.engine.dispatch((action,))
 
     def _send(self, clients: Iterable[Client], frame: str) -> None:
         """Queue ``frame`` for each client without waiting; see :meth:`_flush`.
@@ -323,6 +351,27 @@ def _text_frame(payload: bytes) -> bytes:
     else:
         header = bytes((0x81, 127)) + length.to_bytes(8, "big")
     return header + payload
+
+
+def _redis_core(
+    config: HubConfig, perform: Callable[[Iterable[Action]], None]
+) -> tuple[ClusterHub, RedisEngine]:
+    """The core and engine of a hub that shares its rooms through Redis."""
+    try:
+        from .redis_engine import RedisEngine, new_hub_id
+    except ImportError as exc:
+        raise RuntimeError(
+            f"--redis needs the redis package: pip install 'fer-tms[redis]' ({exc})"
+        ) from None
+    core = ClusterHub(config.limits, config.token, config.hub_id or new_hub_id())
+    engine = RedisEngine(
+        config.redis_url or "",
+        core,
+        perform,
+        history_keep=config.history_keep,
+        heartbeat=config.redis_heartbeat,
+    )
+    return core, engine
 
 
 def open_store(config: HubConfig) -> Store:

@@ -1,0 +1,496 @@
+"""Sans-I/O core of a hub that shares its rooms with other hubs (``--redis``).
+
+With several hubs behind a load balancer, the shared state (each room's
+``seq``, history, dedup index and presence) lives in one engine
+(:mod:`hub.redis_engine`); every hub keeps only its own connections. This
+module is the part of that design that needs no I/O, in the style of
+:mod:`hub.rooms`, whose validation, rate limit and strikes it inherits:
+
+* :class:`ClusterHub` answers a ``join`` or a ``message`` with a :class:`Call`
+  action, a request the socket layer carries out against the engine and whose
+  outcome it feeds back (:meth:`ClusterHub.join_done`,
+  :meth:`ClusterHub.post_done`, :meth:`ClusterHub.call_failed`).
+* The engine publishes every change of a room as an :class:`Event` numbered by
+  the room's ``pos``, one counter per room for all events (messages, joins,
+  leaves, takeovers), and the engine hands them to :meth:`ClusterHub.event` in
+  that order. Messages reach local members only that way, the sender's ack
+  included, so every member sees one order: the room's.
+* A joining client waits (``pending``) until its join has a ``pos``; events
+  after it are delivered, those up to it are in its history.
+* A gap in ``pos`` (events lost while the subscription was down) makes the room
+  ask for a :class:`SyncCall`; events that arrive meanwhile are buffered, and
+  :meth:`ClusterHub.sync_done` sends local members the messages they missed and
+  the presence changes, then replays the buffer.
+
+Event wire format, chosen so that a hub forwards a chat message without
+decoding it: ``"<pos> m <seq> <chat frame>"``, ``"<pos> j <conn> <json>"`` (join),
+``"<pos> l <conn> <json>"`` (leave), ``"<pos> r <conn> <json>"`` (takeover of
+connection ``conn``), where ``<json>`` is ``{"user": ..., "members": [...]}``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+from collections.abc import Sequence
+from typing import Any, Literal, TypeAlias
+
+from . import protocol
+from .protocol import ChatMessage, Emotion, Join, Limits, Member, Send
+from .rooms import Action, Broadcast, Client, Close, Hub, Reply, Room, _fit
+
+__all__ = [
+    "Call",
+    "ClusterHub",
+    "Event",
+    "JoinCall",
+    "JoinResult",
+    "LeaveCall",
+    "MirrorRoom",
+    "PostCall",
+    "SyncCall",
+    "SyncResult",
+    "decode_event",
+    "encode_event",
+]
+
+EventKind: TypeAlias = Literal["m", "j", "l", "r"]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Event:
+    """One change of a room, in the order the engine applied it.
+
+    ``seq`` and ``frame`` are set for a message (``kind == "m"``); ``user``,
+    ``conn`` and ``members`` for a join, a leave or a takeover (``"r"``: the
+    user's session moved to another connection; ``conn`` is the old one).
+    """
+
+    pos: int
+    kind: EventKind
+    seq: int = 0
+    frame: str = ""
+    user: str = ""
+    conn: str = ""
+    members: tuple[Member, ...] = ()
+
+
+def encode_event(event: Event) -> str:
+    """Serialise ``event`` as the engine publishes it (see the module docstring)."""
+    if event.kind == "m":
+        return f"{event.pos} m {event.seq} {event.frame}"
+    body = {"user": event.user, "members": [m.to_json() for m in event.members]}
+    return f"{event.pos} {event.kind} {event.conn} {json.dumps(body, separators=(',', ':'))}"
+
+
+def decode_event(raw: str) -> Event:
+    """Parse a published event; raise ``ValueError`` if it is malformed."""
+    pos, kind, field, payload = raw.split(" ", 3)
+    if kind == "m":
+        return Event(int(pos), "m", seq=int(field), frame=payload)
+    if kind not in ("j", "l", "r"):
+        raise ValueError(f"unknown event kind {kind!r}")
+    body = json.loads(payload)
+    return Event(
+        int(pos),
+        kind,  # type: ignore[arg-type]
+        user=body["user"],
+        conn=field,
+        members=parse_members(body["members"]),
+    )
+
+
+def parse_members(raw: Any) -> tuple[Member, ...]:
+    """Members as the engine stores them; an empty Lua table encodes as ``{}``."""
+    if not raw:
+        return ()
+    return tuple(
+        Member(m["user"], None if not m.get("emotion") else Emotion(**m["emotion"])) for m in raw
+    )
+
+
+# --- requests to the engine and their outcomes -----------------------------------
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class JoinCall:
+    """Register ``client`` as ``user`` in ``room`` everywhere; read its history."""
+
+    client: Client
+    room: str
+    user: str
+    session: str | None
+    conn: str
+    since: int | None
+    history_size: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PostCall:
+    """Store ``message`` (its ``seq`` is the engine's to give) and publish it."""
+
+    client: Client
+    message: ChatMessage
+    conn: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class LeaveCall:
+    """Take ``user`` out of ``room`` if ``conn`` still holds the name there."""
+
+    room: str
+    user: str
+    conn: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SyncCall:
+    """Read the room's state: messages after ``since``, members and ``pos``."""
+
+    room: str
+    since: int
+    limit: int
+
+
+Request: TypeAlias = "JoinCall | PostCall | LeaveCall | SyncCall"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Call:
+    """Carry out ``request`` against the engine, then report back to the core."""
+
+    request: Request
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class JoinResult:
+    """What the engine answered to a :class:`JoinCall`.
+
+    ``refused`` is ``"name_taken"`` when another session holds the name;
+    otherwise the join happened at ``pos``, when the room's ``seq`` was ``seq``,
+    ``members`` were in it and ``history`` (oldest first) was what the client
+    asked for, ``truncated`` if older messages it missed are gone.
+    """
+
+    refused: str | None = None
+    pos: int = 0
+    seq: int = 0
+    members: tuple[Member, ...] = ()
+    history: tuple[ChatMessage, ...] = ()
+    truncated: bool = False
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SyncResult:
+    """The room's state at ``pos``: ``seq``, ``members``, messages after the call's ``since``."""
+
+    pos: int
+    seq: int
+    members: tuple[Member, ...]
+    messages: tuple[ChatMessage, ...]
+
+
+# --- rooms -----------------------------------------------------------------------
+
+
+@dataclasses.dataclass(eq=False, slots=True)
+class _Local:
+    """A local connection in a room: live from ``pos`` on, or pending its join."""
+
+    conn: str
+    session: str | None
+    pos: int | None = None  # the join's event; None while pending
+    seq: int = 0  # the last message this client has
+    buffer: list[tuple[int, int, str]] = dataclasses.field(default_factory=list)  # pos, seq, frame
+
+
+class MirrorRoom(Room):
+    """This hub's view of a shared room: its local members and how far it has read.
+
+    ``pos`` is the last event applied (None until the first); ``seq`` the last
+    message delivered; ``everyone`` the members on all hubs after that event.
+    """
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name, history_size=1)
+        self.pos: int | None = None
+        self.everyone: tuple[Member, ...] = ()
+        self.local: dict[Client, _Local] = {}
+        self.syncing = False
+        self.buffer: list[Event] = []
+
+    def live(self, pos: int, seq: int | None = None) -> list[Client]:
+        """Local clients that joined before event ``pos`` (and lack message ``seq``).
+
+        Pending clients get the event later from their buffer (:meth:`hold`).
+        """
+        clients = []
+        for client, member in self.local.items():
+            if member.pos is None or member.pos >= pos:
+                continue
+            if seq is not None:
+                if member.seq >= seq:
+                    continue
+                member.seq = seq
+            clients.append(client)
+        return clients
+
+    def hold(self, pos: int, frame: str, seq: int = 0) -> None:
+        """Keep ``frame`` for the clients whose join has no ``pos`` yet."""
+        for member in self.local.values():
+            if member.pos is None:
+                member.buffer.append((pos, seq, frame))
+
+
+class ClusterHub(Hub):
+    """The rooms of one hub among several; shared state lives in the engine."""
+
+    def __init__(
+        self,
+        limits: Limits = protocol.DEFAULT_LIMITS,
+        token: str | None = None,
+        hub_id: str = "hub",
+    ) -> None:
+        super().__init__(limits, None, token)
+        self.hub_id = hub_id
+        self.rooms: dict[str, MirrorRoom] = {}  # type: ignore[assignment]
+        self._conns = itertools.count(1)
+        self._conn_of: dict[Client, str] = {}
+
+    # --- from the socket layer ---------------------------------------------------
+
+    def disconnect(self, client: Client) -> list[Action]:
+        client.closing = True
+        room, user = client.room, client.user
+        client.room = None
+        if not isinstance(room, MirrorRoom) or user is None:
+            return []
+        local = room.local.pop(client, None)
+        if local is None:
+            return []  # taken over by a newer connection of the same session
+        return [Call(LeaveCall(room.name, user, local.conn))]
+
+    def _join(self, client: Client, join: Join) -> list[Action]:
+        refused = self._admit(client, join)
+        if refused:
+            return refused
+        room = self.rooms.get(join.room)
+        if room is None:
+            room = self.rooms[join.room] = MirrorRoom(join.room)
+        conn = f"{self.hub_id}.{next(self._conns)}"
+        room.local[client] = _Local(conn, join.session)
+        client.room, client.user, client.strikes = room, join.user, 0
+        call = JoinCall(
+            client, join.room, join.user, join.session, conn, join.since, self.limits.history_size
+        )
+        return [Call(call)]
+
+    def _post(self, client: Client, send: Send, now: float) -> list[Action]:
+        room, user = client.room, client.user
+        if not isinstance(room, MirrorRoom) or user is None or client not in room.local:
+            return self._refuse(client, "not_joined", "send a join frame first")
+        client.strikes = 0
+        message = ChatMessage(room.name, 0, send.id, user, send.text, send.emotion, now)
+        return [Call(PostCall(client, message, room.local[client].conn))]
+
+    # --- outcomes of calls -------------------------------------------------------
+
+    def join_done(self, call: JoinCall, result: JoinResult) -> list[Action]:
+        """Answer the client: its ``joined`` frame, then what it buffered since."""
+        client = call.client
+        room = self.rooms.get(call.room)
+        local = None if room is None else room.local.get(client)
+        if room is None or local is None or client.closing:
+            # Gone while the engine worked: undo the registration.
+            return [] if result.refused else [Call(LeaveCall(call.room, call.user, call.conn))]
+        if result.refused is not None:
+            del room.local[client]
+            client.room = client.user = None
+            return self._refuse(client, "name_taken", f"{call.user} is already in {call.room}")
+        history = list(result.history)
+        budget = protocol.MAX_SERVER_FRAME_BYTES - 64 * (len(result.members) + 16)
+        fitted = _fit(history, budget)
+        frame = protocol.joined_frame(
+            call.room,
+            call.user,
+            result.members,
+            fitted,
+            result.seq,
+            result.truncated or len(fitted) < len(history),
+        )
+        actions: list[Action] = [Reply(client, frame)]
+        local.pos, local.seq = result.pos, result.seq
+        for pos, seq, later in local.buffer:
+            if pos > result.pos and (seq == 0 or seq > local.seq):
+                actions.append(Reply(client, later))
+                local.seq = max(local.seq, seq)
+        local.buffer = []
+        return actions
+
+    def post_done(self, call: PostCall, earlier: ChatMessage | None) -> list[Action]:
+        """A resend: acknowledge it again to the sender; a new message acks via its event."""
+        if earlier is None or call.client.closing:
+            return []
+        return [Reply(call.client, protocol.chat_frame(earlier))]
+
+    def call_failed(self, call: Request, reason: str) -> list[Action]:
+        """The engine could not be reached: tell the client; nothing was acknowledged."""
+        if isinstance(call, JoinCall):
+            room = self.rooms.get(call.room)
+            if room is not None:
+                room.local.pop(call.client, None)
+            client = call.client
+            client.room = client.user = None
+            if client.closing:
+                return []
+            client.closing = True
+            return [
+                Reply(client, protocol.error_frame("unavailable", reason)),
+                Close(client, protocol.CLOSE_TRY_AGAIN_LATER, "unavailable"),
+            ]
+        if isinstance(call, PostCall) and not call.client.closing:
+            return [Reply(call.client, protocol.error_frame("unavailable", reason))]
+        if isinstance(call, SyncCall):
+            room = self.rooms.get(call.room)
+            if room is not None:
+                room.syncing = False  # the next event or resubscription asks again
+        return []
+
+    def outage(self, reason: str) -> list[Action]:
+        """Tell every local client that the engine is unreachable."""
+        clients = [c for room in self.rooms.values() for c in room.local if not c.closing]
+        if not clients:
+            return []
+        return [Broadcast(clients, protocol.error_frame("unavailable", reason))]
+
+    # --- events ------------------------------------------------------------------
+
+    def event(self, room_name: str, event: Event) -> list[Action]:
+        """Apply one event of ``room_name`` as the engine published it."""
+        room = self.rooms.get(room_name)
+        if room is None:
+            return []
+        if room.syncing:
+            room.buffer.append(event)
+            return []
+        if room.pos is not None:
+            if event.pos <= room.pos:
+                return []  # already covered by a sync
+            if event.pos != room.pos + 1:
+                return self._begin_sync(room, [event])
+        room.pos = event.pos
+        return self._apply(room, event)
+
+    def resync(self) -> list[Action]:
+        """Sync every room: the subscription was re-established and events may be lost."""
+        actions: list[Action] = []
+        for room in self.rooms.values():
+            actions += self._begin_sync(room, [])
+        return actions
+
+    def sync_done(self, call: SyncCall, result: SyncResult) -> list[Action]:
+        """Catch local members up with the room's state, then replay buffered events."""
+        room = self.rooms.get(call.room)
+        if room is None:
+            return []
+        actions: list[Action] = []
+        for message in result.messages:
+            if message.seq > room.seq:
+                actions += self._deliver(
+                    room, result.pos, message.seq, protocol.chat_frame(message)
+                )
+        actions += self._presence_changes(room, result.pos, result.members)
+        room.pos, room.seq, room.everyone = result.pos, max(room.seq, result.seq), result.members
+        room.syncing = False
+        buffered, room.buffer = room.buffer, []
+        for event in buffered:
+            actions += self.event(call.room, event)
+        return actions
+
+    def idle_rooms(self) -> list[str]:
+        """Forget rooms without local members and return their names (to unsubscribe)."""
+        idle = [name for name, room in self.rooms.items() if not room.local]
+        for name in idle:
+            del self.rooms[name]
+        return idle
+
+    def members(self) -> list[tuple[str, str, str | None, str]]:
+        """(room, user, session, conn) of every live local member, to re-register them."""
+        return [
+            (room.name, c.user, m.session, m.conn)
+            for room in self.rooms.values()
+            for c, m in room.local.items()
+            if m.pos is not None and c.user is not None and not c.closing
+        ]
+
+    def evict(self, room_name: str, conn: str, code: protocol.ErrorCode, why: str) -> list[Action]:
+        """Close the local connection ``conn`` of ``room_name``, e.g. after losing its name."""
+        room = self.rooms.get(room_name)
+        if room is None:
+            return []
+        for client, local in list(room.local.items()):
+            if local.conn == conn:
+                del room.local[client]
+                client.room = None
+                return self._fatal(client, code, why, protocol.CLOSE_POLICY_VIOLATION)
+        return []
+
+    # --- helpers -----------------------------------------------------------------
+
+    def _begin_sync(self, room: MirrorRoom, buffered: list[Event]) -> list[Action]:
+        room.buffer = buffered + room.buffer if room.syncing else buffered
+        if room.syncing:
+            return []
+        room.syncing = True
+        return [Call(SyncCall(room.name, room.seq, self.limits.history_size))]
+
+    def _apply(self, room: MirrorRoom, event: Event) -> list[Action]:
+        if event.kind == "m":
+            if event.seq <= room.seq:
+                return []
+            return self._deliver(room, event.pos, event.seq, event.frame)
+        if event.kind == "r":
+            return self._taken_over(room, event.conn)
+        room.everyone = event.members
+        presence = "join" if event.kind == "j" else "leave"
+        frame = protocol.presence_frame(presence, event.user, event.members)
+        room.hold(event.pos, frame)
+        clients = room.live(event.pos)
+        return [Broadcast(clients, frame)] if clients else []
+
+    def _deliver(self, room: MirrorRoom, pos: int, seq: int, frame: str) -> list[Action]:
+        room.seq = seq
+        room.hold(pos, frame, seq)
+        clients = room.live(pos, seq)
+        return [Broadcast(clients, frame)] if clients else []
+
+    def _taken_over(self, room: MirrorRoom, conn: str) -> list[Action]:
+        for client, local in list(room.local.items()):
+            if local.conn == conn:
+                del room.local[client]
+                client.room = None
+                client.closing = True
+                return [
+                    Reply(
+                        client, protocol.error_frame("session_replaced", "joined from elsewhere")
+                    ),
+                    Close(client, protocol.CLOSE_NORMAL, "session_replaced"),
+                ]
+        return []
+
+    def _presence_changes(
+        self, room: MirrorRoom, pos: int, members: Sequence[Member]
+    ) -> list[Action]:
+        """Presence frames that turn ``room.everyone`` into ``members``."""
+        before = {m.user for m in room.everyone}
+        after = {m.user for m in members}
+        actions: list[Action] = []
+        for event, users in (("leave", before - after), ("join", after - before)):
+            for user in sorted(users):
+                frame = protocol.presence_frame(event, user, members)  # type: ignore[arg-type]
+                room.hold(pos, frame)
+                clients = room.live(pos)
+                if clients:
+                    actions.append(Broadcast(clients, frame))
+        return actions

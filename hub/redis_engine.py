@@ -1,0 +1,562 @@
+"""Shared rooms on Redis (``fer-hub --redis URL``): the I/O half of :mod:`hub.cluster`.
+
+Every hub on the same Redis serves the same rooms. What must be one thing for
+all of them lives in Redis, changed only by Lua scripts (atomic, so the order
+Redis runs them in is *the* order):
+
+=====================================  =============================================
+``<p>room:<name>:seq``                 the room's message counter (``INCR``)
+``<p>room:<name>:pos``                 the room's event counter: messages, joins, leaves
+``<p>room:<name>:log``                 a stream of chat frames, entry id ``<seq>-0``,
+                                       capped at ``--history-keep`` (``MAXLEN ~``)
+``<p>room:<name>:ids``                 sorted set ``user\\nid`` → seq: resend dedup,
+                                       trimmed with the log
+``<p>room:<name>:members``             hash user → {session, conn, hub, emotion}
+``<p>room:<name>:events``              pub/sub channel: every change, numbered by pos
+``<p>hub:<id>``                        a hub's heartbeat, expiring after ``ttl``
+``<p>hub:<id>:members``                what that hub registered, to clean up after it
+``<p>hubs``                            every hub that registered once
+=====================================  =============================================
+
+A message is acknowledged (its event delivered to the sender) only after
+the script that stored it has run; run Redis with ``appendonly yes`` so that
+"stored" survives a Redis restart. Each hub subscribes to the rooms it has
+members in, delivers events in ``pos`` order and, when a ``pos`` is missing
+(the subscription dropped), re-reads the room (:class:`~hub.cluster.SyncCall`).
+Hubs beat every ``heartbeat`` seconds; any hub removes a hub whose beat
+expired from presence, with the ``leave`` events its members' rooms expect.
+
+Scripts name their keys at run time, so this needs one Redis primary (with
+replicas or Sentinel for failover), not Redis Cluster: see ``docs/scaling.md``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import secrets
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+
+from . import protocol
+from .cluster import (
+    Call,
+    ClusterHub,
+    JoinCall,
+    JoinResult,
+    LeaveCall,
+    PostCall,
+    Request,
+    SyncCall,
+    SyncResult,
+    decode_event,
+    parse_members,
+)
+from .protocol import ChatMessage
+from .rooms import Action
+
+__all__ = ["HEARTBEAT", "RedisEngine", "new_hub_id"]
+
+logger = logging.getLogger("hub.redis")
+
+#: Seconds between heartbeats; a hub is presumed dead after ``HEARTBEAT_TTL_BEATS`` missed.
+HEARTBEAT: float = 1.0
+HEARTBEAT_TTL_BEATS: int = 5
+#: Errors that mean "Redis is unreachable or failed", not "the script refused".
+UNREACHABLE = (RedisError, OSError, asyncio.TimeoutError)
+
+_PRELUDE = r"""
+local P = ARGV[1]
+local function rk(room, what) return P .. 'room:' .. room .. ':' .. what end
+local function hub_members(hub) return P .. 'hub:' .. hub .. ':members' end
+local function member_list(room)
+  local flat = redis.call('HGETALL', rk(room, 'members'))
+  local out = {}
+  for i = 1, #flat, 2 do
+    local held = cjson.decode(flat[i + 1])
+    out[#out + 1] = {user = flat[i], emotion = held.e}
+  end
+  return out
+end
+local function publish(room, kind, conn, user, members)
+  local pos = redis.call('INCR', rk(room, 'pos'))
+  local body = cjson.encode({user = user, members = members})
+  redis.call('PUBLISH', rk(room, 'events'), pos .. ' ' .. kind .. ' ' .. conn .. ' ' .. body)
+  return pos
+end
+local function leave(room, user, conn)
+  local raw = redis.call('HGET', rk(room, 'members'), user)
+  if not raw then return 0 end
+  local held = cjson.decode(raw)
+  if held.c ~= conn then return 0 end
+  redis.call('HDEL', rk(room, 'members'), user)
+  redis.call('SREM', hub_members(held.h), room .. '\n' .. user .. '\n' .. conn)
+  publish(room, 'l', conn, user, member_list(room))
+  return 1
+end
+local function entries(list)
+  local out = {}
+  for i, entry in ipairs(list) do out[i] = entry[2][2] end
+  return out
+end
+"""
+
+# ARGV: prefix, room, user, session ('' = none), conn, hub, since ('' = none), limit
+_JOIN = (
+    _PRELUDE
+    + r"""
+local room, user, session, conn, hub = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+local raw = redis.call('HGET', rk(room, 'members'), user)
+local kind, event_conn, emotion = 'j', conn, nil
+if raw then
+  local held = cjson.decode(raw)
+  if held.c == conn then
+    kind = nil  -- re-registering a connection Redis already knows
+  elseif session == '' or held.s ~= session then
+    return {'name_taken'}
+  else
+    kind, event_conn, emotion = 'r', held.c, held.e
+    redis.call('SREM', hub_members(held.h), room .. '\n' .. user .. '\n' .. held.c)
+  end
+end
+redis.call('HSET', rk(room, 'members'), user,
+           cjson.encode({s = session, c = conn, h = hub, e = emotion}))
+redis.call('SADD', hub_members(hub), room .. '\n' .. user .. '\n' .. conn)
+local members = member_list(room)
+local pos
+if kind then
+  pos = publish(room, kind, event_conn, user, members)
+else
+  pos = tonumber(redis.call('GET', rk(room, 'pos')) or '0')
+end
+local seq = tonumber(redis.call('GET', rk(room, 'seq')) or '0')
+local since, limit = tonumber(ARGV[7]), tonumber(ARGV[8])
+local history = {}
+if limit > 0 then
+  local from = '-'
+  if since ~= nil and since <= seq then from = (since + 1) .. '-0' end
+  history = entries(redis.call('XREVRANGE', rk(room, 'log'), '+', from, 'COUNT', limit))
+end
+return {'ok', pos, seq, cjson.encode(members), history}
+"""
+)
+
+# ARGV: prefix, room, user, id, frame head, frame tail, keep, conn, emotion JSON ('' = none)
+_POST = (
+    _PRELUDE
+    + r"""
+local room, user = ARGV[2], ARGV[3]
+local key = user .. '\n' .. ARGV[4]
+local earlier = redis.call('ZSCORE', rk(room, 'ids'), key)
+if earlier then
+  local found = redis.call('XRANGE', rk(room, 'log'), earlier .. '-0', earlier .. '-0')
+  if found[1] then return {'dup', found[1][2][2]} end
+end
+local seq = redis.call('INCR', rk(room, 'seq'))
+local frame = ARGV[5] .. seq .. ARGV[6]
+local keep = tonumber(ARGV[7])
+redis.call('XADD', rk(room, 'log'), 'MAXLEN', '~', keep, seq .. '-0', 'm', frame)
+redis.call('ZADD', rk(room, 'ids'), seq, key)
+if seq > keep then redis.call('ZREMRANGEBYSCORE', rk(room, 'ids'), '-inf', seq - keep) end
+local raw = redis.call('HGET', rk(room, 'members'), user)
+if raw then
+  local held = cjson.decode(raw)
+  if held.c == ARGV[8] then
+    if ARGV[9] == '' then held.e = nil else held.e = cjson.decode(ARGV[9]) end
+    redis.call('HSET', rk(room, 'members'), user, cjson.encode(held))
+  end
+end
+local pos = redis.call('INCR', rk(room, 'pos'))
+redis.call('PUBLISH', rk(room, 'events'), pos .. ' m ' .. seq .. ' ' .. frame)
+return {'ok', seq}
+"""
+)
+
+# ARGV: prefix, room, user, conn
+_LEAVE = _PRELUDE + "\nreturn leave(ARGV[2], ARGV[3], ARGV[4])\n"
+
+# ARGV: prefix, room, since, limit. Newest ``limit`` messages after ``since``.
+_SYNC = (
+    _PRELUDE
+    + r"""
+local room = ARGV[2]
+local pos = tonumber(redis.call('GET', rk(room, 'pos')) or '0')
+local seq = tonumber(redis.call('GET', rk(room, 'seq')) or '0')
+local from = (tonumber(ARGV[3]) + 1) .. '-0'
+local log = redis.call('XREVRANGE', rk(room, 'log'), '+', from, 'COUNT', tonumber(ARGV[4]))
+return {pos, seq, cjson.encode(member_list(room)), entries(log)}
+"""
+)
+
+# ARGV: prefix, hub, ttl in ms. Returns 1 if the previous beat was still alive.
+_BEAT = r"""
+local had = redis.call('SET', ARGV[1] .. 'hub:' .. ARGV[2], '1', 'PX', ARGV[3], 'GET')
+redis.call('SADD', ARGV[1] .. 'hubs', ARGV[2])
+if had then return 1 end
+return 0
+"""
+
+# ARGV: prefix, hub to remove ('' = every hub whose beat expired). Returns members removed.
+_REAP = (
+    _PRELUDE
+    + r"""
+local removed = 0
+local hubs = redis.call('SMEMBERS', P .. 'hubs')
+if ARGV[2] ~= '' then
+  redis.call('DEL', P .. 'hub:' .. ARGV[2])
+  hubs = {ARGV[2]}
+end
+for _, hub in ipairs(hubs) do
+  if redis.call('EXISTS', P .. 'hub:' .. hub) == 0 then
+    for _, entry in ipairs(redis.call('SMEMBERS', hub_members(hub))) do
+      local room, user, conn = string.match(entry, '^(.-)\n(.-)\n(.*)$')
+      removed = removed + leave(room, user, conn)
+    end
+    redis.call('DEL', hub_members(hub))
+    redis.call('SREM', P .. 'hubs', hub)
+  end
+end
+return removed
+"""
+)
+
+
+def new_hub_id() -> str:
+    """A random id for one hub process (its connections are ``<id>.<n>``)."""
+    return secrets.token_hex(4)
+
+
+class RedisEngine:
+    """Carries out :class:`hub.cluster.ClusterHub`'s calls and feeds it Redis' events.
+
+    ``perform`` carries out actions that need no engine (replies, broadcasts,
+    closes); the engine runs :class:`~hub.cluster.Call` actions itself.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        core: ClusterHub,
+        perform: Callable[[Iterable[Action]], None],
+        *,
+        history_keep: int,
+        heartbeat: float = HEARTBEAT,
+        prefix: str = "fer:",
+    ) -> None:
+        self.url = url
+        self.core = core
+        self.perform = perform
+        self.history_keep = max(history_keep, core.limits.history_size)
+        self.heartbeat = heartbeat
+        self.ttl_ms = int(heartbeat * HEARTBEAT_TTL_BEATS * 1000)
+        self.prefix = prefix
+        self.hub_id = core.hub_id
+        self.redis = aioredis.Redis.from_url(
+            url,
+            decode_responses=True,
+            socket_timeout=max(2.0, heartbeat * 2),
+            socket_connect_timeout=max(1.0, heartbeat),
+            retry=Retry(NoBackoff(), 1),
+            health_check_interval=0,
+        )
+        self._scripts = {
+            name: self.redis.register_script(source)
+            for name, source in (
+                ("join", _JOIN),
+                ("post", _POST),
+                ("leave", _LEAVE),
+                ("sync", _SYNC),
+                ("beat", _BEAT),
+                ("reap", _REAP),
+            )
+        }
+        self.pubsub = self.redis.pubsub()
+        self._control = f"{prefix}hub:{self.hub_id}:control"  # keeps the subscription alive
+        self._subscribed: dict[str, asyncio.Future[None]] = {}  # channel -> confirmed
+        self._room_of: dict[str, str] = {}  # channel -> room
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._leaves: list[LeaveCall] = []  # to retry when Redis is back
+        self._down_since: float | None = None
+        self._closing = False
+
+    # --- life cycle --------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Connect, register this hub and start listening; raise if Redis is unreachable."""
+        try:
+            await self._run("beat", self.hub_id, self.ttl_ms)
+            await self.pubsub.subscribe(self._control)
+        except UNREACHABLE as exc:
+            raise RuntimeError(f"cannot reach redis at {_redacted(self.url)}: {exc}") from None
+        self._spawn(self._listen())
+        self._spawn(self._beat_forever())
+        logger.info("hub %s on %s", self.hub_id, _redacted(self.url))
+
+    async def close(self) -> None:
+        """Leave Redis: remove this hub's members and heartbeat, stop listening."""
+        self._closing = True
+        for task in list(self._tasks):
+            task.cancel()
+        with contextlib.suppress(*UNREACHABLE):
+            await self._run("reap", self.hub_id)
+        with contextlib.suppress(*UNREACHABLE):
+            await self.pubsub.aclose()
+        with contextlib.suppress(*UNREACHABLE):
+            await self.redis.aclose()
+
+    # --- calls -------------------------------------------------------------------
+
+    async def execute(self, request: Request) -> list[Action]:
+        """Run ``request`` against Redis; return the core's actions for the outcome."""
+        try:
+            if isinstance(request, JoinCall):
+                await self._subscribe(request.room)
+                result = await self._join(
+                    request.room,
+                    request.user,
+                    request.session,
+                    request.conn,
+                    request.since,
+                    request.history_size,
+                )
+                return self.core.join_done(request, result)
+            if isinstance(request, PostCall):
+                return self.core.post_done(request, await self._post(request))
+            if isinstance(request, LeaveCall):
+                await self._run("leave", request.room, request.user, request.conn)
+                return []
+            await self._subscribe(request.room)
+            return self.core.sync_done(request, await self._sync(request))
+        except UNREACHABLE as exc:
+            self._outage(exc)
+            if isinstance(request, LeaveCall):
+                self._leaves.append(request)
+            return self.core.call_failed(request, "the hub cannot reach its storage; retry soon")
+
+    def dispatch(self, actions: Iterable[Action]) -> None:
+        """Perform ``actions`` now; run their calls in the background."""
+        plain: list[Action] = []
+        for action in actions:
+            if isinstance(action, Call):
+                self._spawn(self._execute_and_dispatch(action.request))
+            else:
+                plain.append(action)
+        if plain:
+            self.perform(plain)
+
+    async def _execute_and_dispatch(self, request: Request) -> None:
+        self.dispatch(await self.execute(request))
+
+    async def _join(
+        self,
+        room: str,
+        user: str,
+        session: str | None,
+        conn: str,
+        since: int | None,
+        limit: int,
+    ) -> JoinResult:
+        reply = await self._run(
+            "join",
+            room,
+            user,
+            session or "",
+            conn,
+            self.hub_id,
+            "" if since is None else since,
+            limit,
+        )
+        if reply[0] != "ok":
+            return JoinResult(refused=reply[0])
+        _, pos, seq, members, frames = reply
+        history = tuple(_message(f) for f in reversed(frames))
+        if since is None or since >= seq:
+            truncated = False
+        else:
+            truncated = not history or history[0].seq != since + 1
+        members = parse_members(json.loads(members))
+        return JoinResult(None, int(pos), int(seq), members, history, truncated)
+
+    async def _post(self, call: PostCall) -> ChatMessage | None:
+        message = call.message
+        head, tail = _split_frame(message)
+        emotion = "" if message.emotion is None else json.dumps(message.emotion.to_json())
+        reply = await self._run(
+            "post",
+            message.room,
+            message.user,
+            message.id,
+            head,
+            tail,
+            self.history_keep,
+            call.conn,
+            emotion,
+        )
+        return _message(reply[1]) if reply[0] == "dup" else None
+
+    async def _sync(self, call: SyncCall) -> SyncResult:
+        pos, seq, members, frames = await self._run("sync", call.room, call.since, call.limit)
+        messages = tuple(_message(f) for f in reversed(frames))
+        return SyncResult(int(pos), int(seq), parse_members(json.loads(members)), messages)
+
+    async def _run(self, script: str, *args: Any) -> Any:
+        return await self._scripts[script](args=[self.prefix, *args])
+
+    # --- subscription ------------------------------------------------------------
+
+    def channel(self, room: str) -> str:
+        return f"{self.prefix}room:{room}:events"
+
+    async def _subscribe(self, room: str) -> None:
+        """Subscribe to ``room``'s events and wait until Redis confirms it."""
+        channel = self.channel(room)
+        confirmed = self._subscribed.get(channel)
+        if confirmed is None:
+            confirmed = self._subscribed[channel] = asyncio.get_running_loop().create_future()
+            self._room_of[channel] = room
+            try:
+                await self.pubsub.subscribe(channel)
+            except BaseException:
+                del self._subscribed[channel]
+                raise
+        await asyncio.wait_for(asyncio.shield(confirmed), timeout=self.heartbeat * 5)
+
+    async def _listen(self) -> None:
+        """Read pub/sub forever; on a broken subscription, reconnect and resync."""
+        while not self._closing:
+            try:
+                message = await self.pubsub.get_message(timeout=self.heartbeat)
+            except UNREACHABLE as exc:
+                self._outage(exc)
+                await self._resubscribe()
+                continue
+            if message is not None:
+                self._on_pubsub(message)
+
+    def _on_pubsub(self, message: dict[str, Any]) -> None:
+        kind, channel = message["type"], message["channel"]
+        if kind == "subscribe":
+            confirmed = self._subscribed.get(channel)
+            if confirmed is not None and not confirmed.done():
+                confirmed.set_result(None)
+        elif kind == "message":
+            room = self._room_of.get(channel)
+            if room is None:
+                return
+            try:
+                event = decode_event(message["data"])
+            except (ValueError, KeyError, TypeError) as exc:
+                logger.error("malformed event on %s: %r", channel, exc)
+                return
+            self.dispatch(self.core.event(room, event))
+
+    async def _resubscribe(self) -> None:
+        """Open a new subscription for every room, then resync them (events were lost)."""
+        delay = 0.1
+        while not self._closing:
+            await asyncio.sleep(delay)
+            with contextlib.suppress(*UNREACHABLE):
+                await self.pubsub.aclose()
+            self.pubsub = self.redis.pubsub()
+            channels = list(self._room_of)
+            loop = asyncio.get_running_loop()
+            self._subscribed = {channel: loop.create_future() for channel in channels}
+            try:
+                await self.pubsub.subscribe(self._control, *channels)
+            except UNREACHABLE:
+                delay = min(2 * delay, self.heartbeat)
+                continue
+            logger.info("subscription to %d rooms restored", len(channels))
+            self.dispatch(self.core.resync())
+            return
+
+    def _unsubscribe_idle(self) -> list[str]:
+        idle = [self.channel(room) for room in self.core.idle_rooms()]
+        for channel in idle:
+            self._subscribed.pop(channel, None)
+            self._room_of.pop(channel, None)
+        return idle
+
+    # --- heartbeat ---------------------------------------------------------------
+
+    async def _beat_forever(self) -> None:
+        while not self._closing:
+            await asyncio.sleep(self.heartbeat)
+            try:
+                await self._beat()
+            except UNREACHABLE as exc:
+                self._outage(exc)
+
+    async def _beat(self) -> None:
+        alive = await self._run("beat", self.hub_id, self.ttl_ms)
+        if self._down_since is not None:
+            logger.warning("redis is back after %.1f s", time.monotonic() - self._down_since)
+            self._down_since = None
+        if not alive:
+            # Our beat expired (a long outage, or Redis lost it): other hubs may
+            # have removed our members. Register them again.
+            await self._register_members()
+        await self._run("reap", "")
+        leaves, self._leaves = self._leaves, []
+        for call in leaves:
+            await self.execute(call)
+        idle = self._unsubscribe_idle()
+        if idle:
+            await self.pubsub.unsubscribe(*idle)
+
+    async def _register_members(self) -> None:
+        for room, user, session, conn in self.core.members():
+            result = await self._join(room, user, session, conn, None, 0)
+            if result.refused:
+                why = f"{user} was taken in {room} while the hub was cut off"
+                self.dispatch(self.core.evict(room, conn, "name_taken", why))
+
+    # --- helpers -----------------------------------------------------------------
+
+    def _outage(self, exc: BaseException) -> None:
+        if self._down_since is None and not self._closing:
+            self._down_since = time.monotonic()
+            logger.error("redis unreachable: %r; holding connections", exc)
+            self.perform(
+                self.core.outage("the hub lost its storage; messages wait until it returns")
+            )
+
+    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("redis engine task failed", exc_info=task.exception())
+
+
+def _split_frame(message: ChatMessage) -> tuple[str, str]:
+    """The chat frame of ``message`` around its ``seq``, which Redis fills in."""
+    frame = protocol.chat_frame(message)
+    marker = f',"seq":{message.seq!r},'
+    # Strings in the frame are JSON-escaped, so the first unescaped marker is the field.
+    head, _, tail = frame.partition(marker)
+    return head + ',"seq":', "," + tail
+
+
+def _message(frame: str) -> ChatMessage:
+    return protocol.chat_message_from_json(protocol.decode(frame))
+
+
+def _redacted(url: str) -> str:
+    """``url`` without a password, for logs."""
+    if "@" not in url:
+        return url
+    scheme, _, rest = url.partition("://")
+    return f"{scheme}://***@{rest.rpartition('@')[2]}"
