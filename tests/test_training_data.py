@@ -19,9 +19,13 @@ def test_npz_round_trip(tmp_path):
 
 def test_csv_usage_column_picks_the_split(tmp_path):
     x, y = tiny_faces(per_class=3)
-    csv_path = write_csv(tmp_path / "fer2013.csv", {
-        "Training": (x[:15], y[:15]), "PublicTest": (x[15:], y[15:]),
-    })
+    csv_path = write_csv(
+        tmp_path / "fer2013.csv",
+        {
+            "Training": (x[:15], y[:15]),
+            "PublicTest": (x[15:], y[15:]),
+        },
+    )
     train, val = load_faces(csv_path, "train"), load_faces(csv_path, "val")
     np.testing.assert_array_equal(train.x, x[:15])
     np.testing.assert_array_equal(val.y, y[15:])
@@ -74,16 +78,31 @@ def test_file_sha256_changes_with_content(tmp_path):
         (lambda d: _npz(d, x=np.zeros((0, 48, 48), np.uint8), y=[]), "holds no images"),
         (lambda d: _touch(d / "bad.npz", b"not a zip"), "not a readable .npz"),
         (lambda d: _touch(d / "x.csv", b"a,b\n1,2\n"), "missing column"),
-        (lambda d: _touch(d / "x.csv", b"emotion,pixels,Usage\n3,1 2 3,Training\n"),
-         "must hold 2304 values"),
+        (
+            lambda d: _touch(d / "x.csv", b"emotion,pixels,Usage\n3,1 2 3,Training\n"),
+            "must hold 2304 values",
+        ),
         (lambda d: _folders(d, "somewhere/"), "expected class folders"),
         (lambda d: _folders(d, "train/happiness/"), "unknown class folder"),
         (lambda d: _folders(d, "sad/broken.jpg"), "not a readable image"),
         (lambda d: _folders(d, "sad/"), "holds no images"),
     ],
-    ids=["missing", "unknown-format", "npz-keys", "npz-shape", "npz-dtype", "npz-labels",
-         "npz-empty", "npz-corrupt", "csv-columns", "csv-pixels", "folder-layout",
-         "folder-class", "folder-corrupt-image", "folder-empty"],
+    ids=[
+        "missing",
+        "unknown-format",
+        "npz-keys",
+        "npz-shape",
+        "npz-dtype",
+        "npz-labels",
+        "npz-empty",
+        "npz-corrupt",
+        "csv-columns",
+        "csv-pixels",
+        "folder-layout",
+        "folder-class",
+        "folder-corrupt-image",
+        "folder-empty",
+    ],
 )
 def test_bad_data_raises_one_clear_error(tmp_path, make, message):
     path = make(tmp_path)

@@ -16,8 +16,7 @@ def good_npz(tmp_path):
 
 
 def train_args(data, val, tmp_path, *extra):
-    return ("train", "--data", data, "--val", val, "--out", tmp_path / "run", "--epochs", 1,
-            *extra)
+    return ("train", "--data", data, "--val", val, "--out", tmp_path / "run", "--epochs", 1, *extra)
 
 
 def test_train_missing_data(tmp_path, good_npz):
@@ -60,16 +59,25 @@ def test_train_resume_without_checkpoint(tmp_path, good_npz):
 def test_train_bad_stage_lists(tmp_path, good_npz):
     result = run_cli(*train_args(good_npz, good_npz, tmp_path, "--widths", "8,x"))
     assert_one_line_error(result, "--widths must be comma-separated integers")
-    result = run_cli(*train_args(good_npz, good_npz, tmp_path, "--widths", "8,16",
-                                 "--convs-per-stage", "1,2,3"))
+    result = run_cli(
+        *train_args(good_npz, good_npz, tmp_path, "--widths", "8,16", "--convs-per-stage", "1,2,3")
+    )
     assert_one_line_error(result, "--convs-per-stage needs one number")
 
 
 @pytest.mark.parametrize("command", ["export", "evaluate"])
 def test_missing_model(tmp_path, good_npz, command):
     out = tmp_path / ("m.tflite" if command == "export" else "eval")
-    result = run_cli(command, "--model", tmp_path / "absent.keras", "--out", out,
-                     "--data", good_npz, *(("--val", good_npz) if command == "export" else ()))
+    result = run_cli(
+        command,
+        "--model",
+        tmp_path / "absent.keras",
+        "--out",
+        out,
+        "--data",
+        good_npz,
+        *(("--val", good_npz) if command == "export" else ()),
+    )
     assert_one_line_error(result, "model file not found")
 
 
@@ -110,9 +118,10 @@ def _keras_model(path, input_side: int, classes: int):
     return model
 
 
-@pytest.mark.parametrize(("side", "classes", "message"),
-                         [(32, 7, "model input must be (None, 48, 48, 1)"),
-                          (48, 5, "model output must be (None, 7)")])
+@pytest.mark.parametrize(
+    ("side", "classes", "message"),
+    [(32, 7, "model input must be (None, 48, 48, 1)"), (48, 5, "model output must be (None, 7)")],
+)
 @pytest.mark.parametrize("command", ["export", "evaluate"])
 def test_keras_model_of_the_wrong_shape(tmp_path, good_npz, side, classes, message, command):
     model = tmp_path / "wrong.keras"
@@ -137,9 +146,23 @@ def test_a_real_process_prints_one_line_on_stderr(tmp_path):
     """No traceback from the installed entry point either (python -m training)."""
     faces = write_npz(tmp_path / "empty.npz", np.zeros((0, 48, 48), np.uint8), np.zeros(0))
     result = subprocess.run(
-        [sys.executable, "-m", "training", "evaluate", "--model", "absent.tflite",
-         "--data", faces, "--out", tmp_path / "e"],
-        cwd=REPO, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "training",
+            "evaluate",
+            "--model",
+            "absent.tflite",
+            "--data",
+            faces,
+            "--out",
+            tmp_path / "e",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
     )
     assert result.returncode == 2
     assert result.stdout == ""

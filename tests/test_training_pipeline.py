@@ -24,10 +24,29 @@ def trained(tmp_path_factory):
     train_npz = write_npz(folder / "train.npz", *tiny_faces(per_class=64, seed=0))
     val_npz = write_npz(folder / "val.npz", *tiny_faces(per_class=6, seed=1))
     run = folder / "run"
-    result = run_cli("train", "--data", train_npz, "--val", val_npz, "--out", run,
-                     "--epochs", EPOCHS, "--batch-size", 32,
-                     "--widths", TINY_WIDTHS, "--convs-per-stage", 1, "--learning-rate", 1e-2,
-                     "--warmup-epochs", 0, "--seed", 7)
+    result = run_cli(
+        "train",
+        "--data",
+        train_npz,
+        "--val",
+        val_npz,
+        "--out",
+        run,
+        "--epochs",
+        EPOCHS,
+        "--batch-size",
+        32,
+        "--widths",
+        TINY_WIDTHS,
+        "--convs-per-stage",
+        1,
+        "--learning-rate",
+        1e-2,
+        "--warmup-epochs",
+        0,
+        "--seed",
+        7,
+    )
     assert result.exit_code == 0, result.output
     return run, train_npz, val_npz
 
@@ -39,14 +58,27 @@ def read_history(run):
 
 def test_training_writes_a_complete_run(trained):
     run, train_npz, _ = trained
-    for name in ("config.json", "last.keras", "best.keras", "history.csv", "curves.png",
-                 "labels.txt"):
+    for name in (
+        "config.json",
+        "last.keras",
+        "best.keras",
+        "history.csv",
+        "curves.png",
+        "labels.txt",
+    ):
         assert (run / name).is_file(), name
     config = json.loads((run / "config.json").read_text())
     assert config["config"]["seed"] == 7
     assert config["data"]["train"]["sha256"] == file_sha256(train_npz)
-    assert (run / "labels.txt").read_text().split() == ["angry", "disgust", "fear", "happy",
-                                                        "sad", "surprise", "neutral"]
+    assert (run / "labels.txt").read_text().split() == [
+        "angry",
+        "disgust",
+        "fear",
+        "happy",
+        "sad",
+        "surprise",
+        "neutral",
+    ]
 
 
 def test_loss_falls_and_the_model_learns(trained):
@@ -63,9 +95,26 @@ def test_resume_continues_from_the_last_epoch(trained, tmp_path):
     run, train_npz, val_npz = trained
     copy = tmp_path / "run"
     shutil.copytree(run, copy)
-    result = run_cli("train", "--data", train_npz, "--val", val_npz, "--out", copy,
-                     "--epochs", EPOCHS + 1, "--batch-size", 16, "--max-steps-per-epoch", 2,
-                     "--widths", TINY_WIDTHS, "--convs-per-stage", 1, "--resume")
+    result = run_cli(
+        "train",
+        "--data",
+        train_npz,
+        "--val",
+        val_npz,
+        "--out",
+        copy,
+        "--epochs",
+        EPOCHS + 1,
+        "--batch-size",
+        16,
+        "--max-steps-per-epoch",
+        2,
+        "--widths",
+        TINY_WIDTHS,
+        "--convs-per-stage",
+        1,
+        "--resume",
+    )
     assert result.exit_code == 0, result.output
     epochs = [int(row["epoch"]) for row in read_history(copy)]
     assert epochs == list(range(1, EPOCHS + 2))
@@ -73,11 +122,34 @@ def test_resume_continues_from_the_last_epoch(trained, tmp_path):
 
 def test_init_weights_starts_a_new_run_from_learnt_weights(trained, tmp_path):
     run, train_npz, val_npz = trained
-    common = ("--data", train_npz, "--val", val_npz, "--epochs", 1, "--batch-size", 16,
-              "--max-steps-per-epoch", 1, "--learning-rate", 1e-6, "--warmup-epochs", 0,
-              "--convs-per-stage", 1)
-    warm = run_cli("train", *common, "--out", tmp_path / "warm", "--widths", TINY_WIDTHS,
-                   "--init-weights", run / "best.keras")
+    common = (
+        "--data",
+        train_npz,
+        "--val",
+        val_npz,
+        "--epochs",
+        1,
+        "--batch-size",
+        16,
+        "--max-steps-per-epoch",
+        1,
+        "--learning-rate",
+        1e-6,
+        "--warmup-epochs",
+        0,
+        "--convs-per-stage",
+        1,
+    )
+    warm = run_cli(
+        "train",
+        *common,
+        "--out",
+        tmp_path / "warm",
+        "--widths",
+        TINY_WIDTHS,
+        "--init-weights",
+        run / "best.keras",
+    )
     assert warm.exit_code == 0, warm.output
     cold = run_cli("train", *common, "--out", tmp_path / "cold", "--widths", TINY_WIDTHS)
     assert cold.exit_code == 0, cold.output
@@ -86,8 +158,16 @@ def test_init_weights_starts_a_new_run_from_learnt_weights(trained, tmp_path):
     assert read_history(tmp_path / "warm")[0]["val_accuracy"] > 0.6
     assert read_history(tmp_path / "cold")[0]["val_accuracy"] < 0.6
     widths = ",".join(str(2 * int(w)) for w in TINY_WIDTHS.split(","))
-    wrong = run_cli("train", *common, "--out", tmp_path / "wrong", "--widths", widths,
-                    "--init-weights", run / "best.keras")
+    wrong = run_cli(
+        "train",
+        *common,
+        "--out",
+        tmp_path / "wrong",
+        "--widths",
+        widths,
+        "--init-weights",
+        run / "best.keras",
+    )
     assert wrong.exit_code == 2
     assert "do not match" in wrong.output
 
@@ -96,8 +176,9 @@ def test_init_weights_starts_a_new_run_from_learnt_weights(trained, tmp_path):
 def exported(trained):
     run, train_npz, val_npz = trained
     out = run.parent / "model" / "emotion_int8.tflite"
-    result = run_cli("export", "--model", run / "best.keras", "--out", out,
-                     "--data", train_npz, "--val", val_npz)
+    result = run_cli(
+        "export", "--model", run / "best.keras", "--out", out, "--data", train_npz, "--val", val_npz
+    )
     assert result.exit_code == 0, result.output
     return out, result.output
 
@@ -114,19 +195,24 @@ def test_export_writes_an_int8_model_with_its_record(exported, trained):
     record = json.loads(out.with_suffix(".json").read_text(encoding="utf-8"))
     assert record["labels"][3] == "happy" and record["emoji"]["happy"] == "😄"
     assert record["input"]["shape"] == [1, 48, 48, 1]
-    assert record["data_sha256"] == {"train": file_sha256(train_npz),
-                                     "val": file_sha256(val_npz)}
+    assert record["data_sha256"] == {"train": file_sha256(train_npz), "val": file_sha256(val_npz)}
     assert record["file_bytes"] == out.stat().st_size
     train_command = json.loads((run / "config.json").read_text())["command"]
     assert record["training"]["command"] == train_command
     assert record["training"]["epochs_done"] == EPOCHS
     for kind in ("float", "int8"):
-        assert set(record["validation"][kind]) >= {"accuracy", "macro_f1", "accuracy_flip",
-                                                   "macro_f1_flip"}
+        assert set(record["validation"][kind]) >= {
+            "accuracy",
+            "macro_f1",
+            "accuracy_flip",
+            "macro_f1_flip",
+        }
     # The side-by-side table shows the same figures the JSON holds.
     accuracy_line = next(line for line in output.splitlines() if line.startswith("accuracy "))
-    assert accuracy_line.split()[-2:] == [f"{record['validation']['float']['accuracy']:.4f}",
-                                          f"{record['validation']['int8']['accuracy']:.4f}"]
+    assert accuracy_line.split()[-2:] == [
+        f"{record['validation']['float']['accuracy']:.4f}",
+        f"{record['validation']['int8']['accuracy']:.4f}",
+    ]
 
 
 def test_int8_predictions_agree_with_float(exported, trained):
@@ -135,8 +221,11 @@ def test_int8_predictions_agree_with_float(exported, trained):
     out, _ = exported
     run, _, _ = trained
     x, _ = tiny_faces(per_class=10, seed=2)
-    float_pred = keras.models.load_model(run / "best.keras").predict(
-        x[..., None].astype(np.float32), verbose=0).argmax(axis=1)
+    float_pred = (
+        keras.models.load_model(run / "best.keras")
+        .predict(x[..., None].astype(np.float32), verbose=0)
+        .argmax(axis=1)
+    )
     classifier = EmotionClassifier(out)
     int8_pred = np.array([classifier.predict(face).argmax() for face in x])
     assert (float_pred == int8_pred).mean() >= 0.9
