@@ -36,6 +36,8 @@ ConnectionState = Literal["connecting", "online", "offline", "stopped"]
 
 #: Errors after which retrying cannot help.
 FATAL_ERRORS = frozenset({"unauthorized", "bad_field", "name_taken"})
+#: Refusals after which pending messages are resent, and the delay in seconds.
+RESEND_ERRORS = {"rate_limited": 1.0, "unavailable": 2.0}
 
 
 @dataclass(frozen=True)
@@ -230,11 +232,12 @@ class HubConnection:
         self.on_event(HubError(error))
         if error.code in FATAL_ERRORS:
             raise _Fatal(f"hub refused: {error.message}")
-        if error.code == "rate_limited" and not self._resend_scheduled:
-            # A message was dropped (the hub is stricter than our pacing): resend
-            # everything pending once, a second later; the hub ignores duplicates.
+        if error.code in RESEND_ERRORS and not self._resend_scheduled:
+            # A message was dropped (the hub is stricter than our pacing, or its
+            # shared storage is down): resend everything pending a little later;
+            # the hub ignores duplicates.
             self._resend_scheduled = True
-            self._spawn(self._resend_later(ws, 1.0))
+            self._spawn(self._resend_later(ws, RESEND_ERRORS[error.code]))
 
     async def _resend_later(self, ws: ClientConnection, delay: float) -> None:
         await asyncio.sleep(delay)

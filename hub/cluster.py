@@ -320,6 +320,11 @@ class ClusterHub(Hub):
             result.truncated or len(fitted) < len(history),
         )
         actions: list[Action] = [Reply(client, frame)]
+        if room.pos is None:
+            # No event since the subscription: the next one must be result.pos + 1.
+            room.pos, room.seq = result.pos, max(room.seq, result.seq)
+        if result.pos >= room.pos:
+            room.everyone = result.members
         local.pos, local.seq = result.pos, result.seq
         for pos, seq, later in local.buffer:
             if pos > result.pos and (seq == 0 or seq > local.seq):
