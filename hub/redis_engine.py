@@ -67,9 +67,10 @@ __all__ = ["HEARTBEAT", "RedisEngine", "new_hub_id"]
 
 logger = logging.getLogger("hub.redis")
 
-#: Seconds between heartbeats; a hub is presumed dead after ``HEARTBEAT_TTL_BEATS`` missed.
+#: Seconds between heartbeats. A beat lives ``HEARTBEAT_TTL_BEATS`` intervals; a hub
+#: whose beat has been gone for as long again is removed from presence.
 HEARTBEAT: float = 1.0
-HEARTBEAT_TTL_BEATS: int = 5
+HEARTBEAT_TTL_BEATS: int = 3
 #: Errors that mean "Redis is unreachable or failed", not "the script refused".
 UNREACHABLE = (RedisError, OSError, asyncio.TimeoutError)
 
@@ -200,11 +201,15 @@ return {pos, seq, cjson.encode(member_list(room)), entries(log)}
 _BEAT = r"""
 local had = redis.call('SET', ARGV[1] .. 'hub:' .. ARGV[2], '1', 'PX', ARGV[3], 'GET')
 redis.call('SADD', ARGV[1] .. 'hubs', ARGV[2])
+redis.call('DEL', ARGV[1] .. 'hub:' .. ARGV[2] .. ':suspect')
 if had then return 1 end
 return 0
 """
 
-# ARGV: prefix, hub to remove ('' = every hub whose beat expired). Returns members removed.
+# ARGV: prefix, hub to remove now ('' = every hub whose beat expired), grace in ms.
+# A hub is removed only when its beat has been missing for ``grace``: after a
+# Redis restart every live hub beats again within one interval, so none of
+# them is taken for dead because the others beat first.
 _REAP = (
     _PRELUDE
     + r"""
@@ -214,14 +219,22 @@ if ARGV[2] ~= '' then
   redis.call('DEL', P .. 'hub:' .. ARGV[2])
   hubs = {ARGV[2]}
 end
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 for _, hub in ipairs(hubs) do
   if redis.call('EXISTS', P .. 'hub:' .. hub) == 0 then
-    for _, entry in ipairs(redis.call('SMEMBERS', hub_members(hub))) do
-      local room, user, conn = string.match(entry, '^(.-)\n(.-)\n(.*)$')
-      removed = removed + leave(room, user, conn)
+    local suspect = P .. 'hub:' .. hub .. ':suspect'
+    local since = tonumber(redis.call('GET', suspect))
+    if ARGV[2] == '' and since == nil then
+      redis.call('SET', suspect, now)
+    elseif ARGV[2] ~= '' or now - since >= tonumber(ARGV[3]) then
+      for _, entry in ipairs(redis.call('SMEMBERS', hub_members(hub))) do
+        local room, user, conn = string.match(entry, '^(.-)\n(.-)\n(.*)$')
+        removed = removed + leave(room, user, conn)
+      end
+      redis.call('DEL', hub_members(hub), suspect)
+      redis.call('SREM', P .. 'hubs', hub)
     end
-    redis.call('DEL', hub_members(hub))
-    redis.call('SREM', P .. 'hubs', hub)
   end
 end
 return removed
@@ -306,7 +319,7 @@ class RedisEngine:
         for task in list(self._tasks):
             task.cancel()
         with contextlib.suppress(*UNREACHABLE):
-            await self._run("reap", self.hub_id)
+            await self._run("reap", self.hub_id, 0)
         with contextlib.suppress(*UNREACHABLE):
             await self.pubsub.aclose()
         with contextlib.suppress(*UNREACHABLE):
@@ -504,7 +517,7 @@ class RedisEngine:
             # Our beat expired (a long outage, or Redis lost it): other hubs may
             # have removed our members. Register them again.
             await self._register_members()
-        await self._run("reap", "")
+        await self._run("reap", "", self.ttl_ms)
         leaves, self._leaves = self._leaves, []
         for call in leaves:
             await self.execute(call)

@@ -1,0 +1,265 @@
+"""Several ``fer-hub --redis`` processes on one real ``redis-server``, all on 127.0.0.1.
+
+Each test starts its own Redis (temporary port and directory, AOF on) and hub
+processes with a fast heartbeat, and skips with a message where
+``redis-server`` cannot be started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hub_fixtures import REPO, Peer, free_port, start_hub_process
+from redis_fixtures import RedisServer, redis_server
+
+from hub import protocol
+
+pytestmark = [pytest.mark.timeout(120), pytest.mark.slow]
+
+#: Fast heartbeat: a dead hub leaves presence within about 2 s.
+BEAT = "0.2"
+
+
+@pytest.fixture
+def redis(tmp_path: Path) -> Iterator[RedisServer]:
+    with redis_server(tmp_path) as server:
+        yield server
+
+
+class Hubs:
+    """Hub processes on one Redis, started and killed by the test."""
+
+    def __init__(self, redis: RedisServer) -> None:
+        self.redis = redis
+        self.procs: list[subprocess.Popen[str]] = []
+        self.urls: list[str] = []
+
+    def start(self, count: int = 1) -> list[str]:
+        for _ in range(count):
+            proc, url = start_hub_process(
+                "--redis", self.redis.url, "--redis-heartbeat", BEAT,
+                "--rate", "1000", "--burst", "1000", "--log-level", "WARNING",
+            )  # fmt: skip
+            self.procs.append(proc)
+            self.urls.append(url)
+        return self.urls[-count:]
+
+    def kill(self, index: int) -> None:
+        self.procs[index].send_signal(signal.SIGKILL)
+        self.procs[index].wait(10)
+
+    def stop_all(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self.procs:
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
+
+
+@pytest.fixture
+def hubs(redis: RedisServer) -> Iterator[Hubs]:
+    running = Hubs(redis)
+    try:
+        yield running
+    finally:
+        running.stop_all()
+
+
+@contextlib.asynccontextmanager
+async def member(url: str, user: str, **join: Any) -> AsyncIterator[Peer]:
+    async with Peer.open(url) as peer:
+        await peer.join("lobby", user, **join)
+        yield peer
+
+
+async def messages(peer: Peer, count: int, timeout: float = 20.0) -> list[dict[str, Any]]:
+    """The next ``count`` chat messages ``peer`` receives (presence is skipped)."""
+    got = []
+    async with asyncio.timeout(timeout):
+        while len(got) < count:
+            got.append(await peer.recv_type("message", timeout))
+    return got
+
+
+async def no_more_messages(peer: Peer, quiet: float = 0.5) -> bool:
+    """True if no chat message arrives for ``quiet`` seconds (presence may)."""
+    return not [f for f in await peer.drain(quiet) if f["type"] == "message"]
+
+
+async def test_a_message_through_any_hub_reaches_everyone_once_in_one_order(hubs: Hubs) -> None:
+    urls = hubs.start(3)
+    users = [f"u{i}" for i in range(6)]
+    async with contextlib.AsyncExitStack() as stack:
+        peers = [
+            await stack.enter_async_context(member(urls[i % 3], u)) for i, u in enumerate(users)
+        ]
+        per_sender = 10
+
+        async def send_all(peer: Peer, user: str) -> None:
+            for n in range(per_sender):
+                await peer.say(f"{user}-{n}", f"{user} says {n}")
+
+        await asyncio.gather(*(send_all(p, u) for p, u in zip(peers, users, strict=True)))
+        total = per_sender * len(users)
+        received = await asyncio.gather(*(messages(p, total) for p in peers))
+        orders = [[(m["seq"], m["id"]) for m in got] for got in received]
+        assert [seq for seq, _ in orders[0]] == list(range(1, total + 1))
+        assert len({id for _, id in orders[0]}) == total  # each message once
+        assert all(order == orders[0] for order in orders)  # the same order on every hub
+        for peer in peers:
+            assert await no_more_messages(peer)
+
+
+async def test_presence_is_the_union_of_every_hub(hubs: Hubs) -> None:
+    one, two = hubs.start(2)
+    async with Peer.open(one) as ana:
+        await ana.join("lobby", "ana")
+        async with Peer.open(two) as bo:
+            joined = await bo.join("lobby", "bo")
+            assert {m["user"] for m in joined["members"]} == {"ana", "bo"}
+            came = await ana.recv_type("presence")
+            assert (came["event"], came["user"]) == ("join", "bo")
+        went = await ana.recv_type("presence")
+        assert (went["event"], went["user"]) == ("leave", "bo")
+        assert [m["user"] for m in went["members"]] == ["ana"]
+
+
+async def test_a_client_resuming_on_another_hub_gets_exactly_what_it_missed(hubs: Hubs) -> None:
+    one, two = hubs.start(2)
+    async with member(two, "bo") as bo:
+        async with member(one, "ana", session="ana-s") as ana:
+            for n in range(5):
+                await bo.say(f"b{n}")
+            last = (await messages(ana, 5))[-1]["seq"]
+        for n in range(5, 12):
+            await bo.say(f"b{n}")
+        await messages(bo, 12)
+        async with Peer.open(two) as ana:
+            joined = await ana.join("lobby", "ana", since=last, session="ana-s")
+            assert [m["seq"] for m in joined["history"]] == list(range(last + 1, 13))
+            assert [m["id"] for m in joined["history"]] == [f"b{n}" for n in range(5, 12)]
+            assert joined["truncated"] is False and joined["seq"] == 12
+
+
+async def test_a_resend_through_another_hub_is_acknowledged_not_repeated(hubs: Hubs) -> None:
+    one, two, three = hubs.start(3)
+    async with member(three, "cy") as cy:
+        async with member(one, "ana", session="s") as ana:
+            await ana.say("m1", "once")
+            ack = await ana.recv_type("message")
+        async with member(two, "ana", since=ack["seq"], session="s") as ana:
+            await ana.say("m1", "once")  # its ack was lost, as far as it knows
+            again = await ana.recv_type("message")
+            assert again == ack
+        assert [m["id"] for m in await messages(cy, 1)] == ["m1"]
+        assert await no_more_messages(cy)
+
+
+async def test_a_name_is_one_per_room_across_hubs_and_a_session_can_move(hubs: Hubs) -> None:
+    one, two = hubs.start(2)
+    async with member(one, "ana", session="first") as first:
+        async with Peer.open(two) as impostor:
+            await impostor.send(protocol.join_frame("lobby", "ana", None, None, "other"))
+            await impostor.expect_error("name_taken")
+        async with member(two, "ana", session="first") as moved:
+            await first.expect_error("session_replaced")
+            assert (await first.expect_close())[0] == protocol.CLOSE_NORMAL
+            await moved.say("m1")
+            assert (await moved.recv_type("message"))["id"] == "m1"
+
+
+async def test_a_killed_hub_leaves_presence_and_its_clients_lose_nothing(hubs: Hubs) -> None:
+    doomed, two, three = hubs.start(3)
+    async with member(two, "bo") as bo, member(three, "cy") as cy:
+        async with member(doomed, "dora"), member(doomed, "ana", session="s") as ana:
+            await bo.drain(0.3)
+            for n in range(20):
+                await ana.say(f"a{n}", f"text {n}")
+            acked = [m["id"] for m in await messages(ana, 5)]  # some, maybe not all
+            hubs.kill(0)
+        # ana's client reconnects elsewhere with its session and resends what
+        # was not acknowledged; the hubs deduplicate whatever did get through.
+        async with Peer.open(three) as ana:
+            joined = await ana.join("lobby", "ana", since=0, session="s")
+            stored = {m["id"] for m in joined["history"]}
+            assert set(acked) <= stored
+            for n in range(20):
+                if f"a{n}" not in stored:
+                    await ana.say(f"a{n}", f"text {n}")
+            for peer in (bo, cy):
+                got = await messages(peer, 20)
+                assert sorted(m["id"] for m in got) == sorted(f"a{n}" for n in range(20))
+                assert [m["seq"] for m in got] == list(range(1, 21))
+        # dora never came back: every other hub drops her within the heartbeat bound.
+        async with asyncio.timeout(10):
+            while True:
+                frame = await bo.recv_type("presence")
+                if frame["event"] == "leave" and frame["user"] == "dora":
+                    break
+        assert "dora" not in {m["user"] for m in frame["members"]}
+
+
+async def test_hubs_ride_out_a_redis_restart_and_lose_nothing_acknowledged(
+    hubs: Hubs, redis: RedisServer
+) -> None:
+    one, two = hubs.start(2)
+    async with member(one, "ana", session="s") as ana, member(two, "bo") as bo:
+        await ana.drain(0.3)
+        for n in range(3):
+            await ana.say(f"m{n}")
+        assert [m["seq"] for m in await messages(bo, 3)] == [1, 2, 3]
+        await asyncio.to_thread(redis.stop)
+        # Connections stay open; the hubs say why nothing goes through.
+        assert (await bo.expect_error("unavailable"))["code"] == "unavailable"
+        await ana.say("m3", "during the outage")
+        await ana.expect_error("unavailable")
+        await asyncio.to_thread(redis.start)
+        # A client resends what was refused (fer_tui does it by itself).
+        async with asyncio.timeout(20):
+            while True:
+                await ana.say("m3", "during the outage")
+                frames = await ana.drain(0.5)
+                if any(f["type"] == "message" and f["id"] == "m3" for f in frames):
+                    break
+        got = await messages(bo, 1)
+        assert (got[0]["id"], got[0]["seq"]) == ("m3", 4)
+        assert [m["id"] for m in await _history(two)] == ["m0", "m1", "m2", "m3"]
+
+
+async def _history(url: str) -> list[dict[str, Any]]:
+    async with Peer.open(url) as peer:
+        return (await peer.join("lobby", "reader", since=0))["history"]
+
+
+def test_an_unreachable_redis_stops_the_hub_with_one_clear_line(tmp_path: Path) -> None:
+    port = free_port()  # nothing listens there
+    proc = subprocess.run(
+        [sys.executable, "-m", "hub", "--port", "0", "--redis", f"redis://127.0.0.1:{port}/0"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=REPO,
+    )
+    assert proc.returncode == 1
+    assert "cannot reach redis at redis://127.0.0.1" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_redis_and_history_db_exclude_each_other() -> None:
+    from hub.__main__ import main
+
+    with pytest.raises(SystemExit) as exit:
+        main(["--redis", "redis://127.0.0.1:1/0", "--history-db", "x.sqlite3"])
+    assert exit.value.code == 2
