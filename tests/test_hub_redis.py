@@ -263,3 +263,34 @@ def test_redis_and_history_db_exclude_each_other() -> None:
     with pytest.raises(SystemExit) as exit:
         main(["--redis", "redis://127.0.0.1:1/0", "--history-db", "x.sqlite3"])
     assert exit.value.code == 2
+
+
+async def test_the_client_app_delivers_what_it_typed_during_a_redis_outage(
+    hubs: Hubs, redis: RedisServer
+) -> None:
+    from fer_tui.connection import HubConnection, HubEvent, MessageReceived
+
+    one, two = hubs.start(2)
+    events: list[HubEvent] = []
+    conn = HubConnection(one, "lobby", "ana", events.append, min_backoff=0.05)
+    task = asyncio.create_task(conn.run())
+    try:
+        async with member(two, "bo") as bo:
+            async with asyncio.timeout(10):
+                while conn.state != "online":
+                    await asyncio.sleep(0.02)
+            await asyncio.to_thread(redis.stop)
+            await bo.expect_error("unavailable")
+            sent = conn.send("typed while the storage was down", protocol.Emotion("sad", 0.7))
+            await asyncio.sleep(0.5)
+            assert conn.pending == 1
+            await asyncio.to_thread(redis.start)
+            (got,) = await messages(bo, 1)
+            assert got["id"] == sent
+            async with asyncio.timeout(10):
+                while conn.pending:
+                    await asyncio.sleep(0.02)
+            assert [e.message.id for e in events if isinstance(e, MessageReceived)] == [sent]
+    finally:
+        await conn.close()
+        await asyncio.wait_for(task, 5)
