@@ -19,7 +19,14 @@ from typing import Any
 
 from . import protocol
 from .protocol import Limits
-from .server import MAX_BACKLOG_BYTES, PING_INTERVAL, PING_TIMEOUT, HubConfig, serve_hub
+from .server import (
+    MAX_BACKLOG_BYTES,
+    MAX_CONNECTIONS,
+    PING_INTERVAL,
+    PING_TIMEOUT,
+    HubConfig,
+    serve_hub,
+)
 from .storage import HISTORY_KEEP
 
 
@@ -106,6 +113,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=MAX_BACKLOG_BYTES,
         help="unread bytes after which a slow client is closed",
     )
+    limits.add_argument(
+        "--max-connections",
+        type=int,
+        default=MAX_CONNECTIONS,
+        help="open connections; more are refused with HTTP 503",
+    )
     limits.add_argument("--ping-interval", type=float, default=PING_INTERVAL, help="0 disables")
     limits.add_argument(
         "--ping-timeout",
@@ -146,6 +159,7 @@ def config_from_args(args: argparse.Namespace) -> HubConfig:
         certfile=args.certfile,
         keyfile=args.keyfile,
         max_backlog_bytes=args.max_backlog_bytes,
+        max_connections=args.max_connections,
         ping_interval=args.ping_interval or None,
         ping_timeout=args.ping_timeout,
         redis_url=args.redis,

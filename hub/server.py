@@ -52,6 +52,7 @@ from typing import TYPE_CHECKING, Any
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
 from websockets.protocol import State
 
 from . import protocol
@@ -69,6 +70,8 @@ logger = logging.getLogger("hub")
 
 #: Default cap on a member's unread backlog in the hub, in bytes.
 MAX_BACKLOG_BYTES = 4 * 1024 * 1024
+#: Default cap on open WebSocket connections; more are refused with HTTP 503.
+MAX_CONNECTIONS = 5000
 PING_INTERVAL = 20.0
 PING_TIMEOUT = 20.0
 
@@ -86,6 +89,7 @@ class HubConfig:
     certfile: Path | None = None
     keyfile: Path | None = None
     max_backlog_bytes: int = MAX_BACKLOG_BYTES
+    max_connections: int = MAX_CONNECTIONS
     ping_interval: float | None = PING_INTERVAL
     ping_timeout: float = PING_TIMEOUT
     close_timeout: float = 5.0
@@ -164,6 +168,7 @@ class RunningHub:
             max_size=4 * config.limits.max_frame_bytes,
             ping_interval=None,  # see _keepalive
             close_timeout=config.close_timeout,
+            process_request=self._admit,
         )
         logger.info("hub listening on %s", self.url)
 
@@ -181,6 +186,22 @@ class RunningHub:
         logger.info("hub closed")
 
     # --- per connection -------------------------------------------------------
+
+    def _admit(self, connection: ServerConnection, request: Request) -> Response | None:
+        """Refuse the handshake with 503 when ``max_connections`` are open.
+
+        Refusing before the upgrade costs no WebSocket state, and a client
+        reads the status and backs off as from any failed connect.
+        """
+        assert self.server is not None
+        if len(self.server.connections) < self.config.max_connections:
+            return None
+        logger.warning(
+            "refusing %s: %d connections open",
+            connection.remote_address,
+            self.config.max_connections,
+        )
+        return connection.respond(503, "hub full: too many connections, retry later\n")
 
     async def _handle(self, ws: ServerConnection) -> None:
         link = _Link(ws)

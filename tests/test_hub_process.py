@@ -124,6 +124,7 @@ def test_help_lists_every_limit() -> None:
         "--burst",
         "--max-strikes",
         "--max-rooms",
+        "--max-connections",
         "--join-timeout",
         "--max-backlog-bytes",
         "--ping-timeout",

@@ -503,3 +503,27 @@ def test_history_db_keeps_at_least_the_history_a_join_gets(tmp_path: Path) -> No
             assert isinstance(store, SqliteStore) and store.keep == expected
         finally:
             store.close()
+
+
+async def test_connections_over_the_cap_are_refused_with_503_and_others_live_on() -> None:
+    from websockets.exceptions import InvalidStatus
+
+    async with hub(max_connections=2) as running:
+        async with Peer.open(running.url) as ana, Peer.open(running.url) as bo:
+            with pytest.raises(InvalidStatus) as refused:
+                async with Peer.open(running.url):
+                    pass
+            assert refused.value.response.status_code == 503
+            await ana.join("r", "ana")
+            await bo.join("r", "bo")
+            await ana.say("m1")
+            assert (await bo.recv_type("message"))["id"] == "m1"
+        # Once they have gone, a new client gets in.
+        async with asyncio.timeout(WAIT):
+            while True:
+                try:
+                    async with Peer.open(running.url) as cy:
+                        await cy.join("r", "cy")
+                        break
+                except InvalidStatus:
+                    await asyncio.sleep(0.05)
