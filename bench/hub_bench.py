@@ -3,6 +3,7 @@
     .venv/bin/python bench/hub_bench.py                 # sizes 10,100,500 + paced, ~3 min
     .venv/bin/python bench/hub_bench.py --quick         # sizes 10,100, shorter paced run
     .venv/bin/python bench/hub_bench.py --sizes 10,50 --no-peer
+    .venv/bin/python bench/hub_bench.py --hubs 1,2,3 [--quick]  # hubs on one Redis
 
 Both servers run as separate processes on 127.0.0.1 and get the same load
 from the same minimal WebSocket client (:class:`BenchClient`; for the peer it
@@ -24,6 +25,16 @@ dependencies: on first use this script creates the gitignored venv
 ``.bench-venv-socketio/`` beside ``.venv`` and pip-installs them there
 (``--no-peer`` skips the peer). The hub runs with its rate limit raised
 (``--rate/--burst``), everything else at its defaults.
+
+``--hubs 1,2,3`` measures scaling out instead (no peer, no floor): the same
+burst and paced loads on one hub without Redis ("embedded", the baseline),
+then on 1, 2 and 3 hub processes sharing a fresh ``redis-server`` (see
+``bench/redis_bench_support.py``), the clients round-robin over the hubs.
+Every client must see ``seq`` 1, 2, 3 ... of its room with no gap (``seq
+faults`` counts clients that did not). CPU is all hubs' together plus
+redis-server's, from /proc. A third load, "push", measures sender-side
+throughput: clients alone in their rooms fire messages, so each message is
+stored and acknowledged through Redis with no fan-out.
 """
 
 from __future__ import annotations
@@ -32,6 +43,7 @@ import argparse
 import asyncio
 import base64
 import dataclasses
+import functools
 import gc
 import json
 import os
@@ -40,12 +52,14 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.redis_bench_support import RedisProcess  # noqa: E402
 from hub import protocol  # noqa: E402
 
 PEER_VENV = REPO / ".bench-venv-socketio"
@@ -79,7 +93,9 @@ HUB_LOOP = "auto"
 class ServerProcess:
     """A server under test, with its CPU time and peak RSS read from /proc."""
 
-    def __init__(self, kind: str, peer_python: Path | None = None) -> None:
+    def __init__(
+        self, kind: str, peer_python: Path | None = None, redis_url: str | None = None
+    ) -> None:
         self.kind = kind
         self.port = free_port()
         if kind == "hub":
@@ -88,6 +104,8 @@ class ServerProcess:
                 "--rate", "1000000", "--burst", "1000000", "--log-level", "WARNING",
                 "--loop", HUB_LOOP,
             ]  # fmt: skip
+            if redis_url is not None:
+                command += ["--redis", redis_url]
         elif kind == "floor":
             command = [sys.executable, str(REPO / "bench" / "raw_fanout_peer.py"), str(self.port)]
         else:
@@ -214,7 +232,9 @@ class BenchClient(asyncio.Protocol):
             self.send_text("42" + json.dumps(["message", {"id": id, "text": text}]))
 
     def send_text(self, text: str, opcode: int = 0x1) -> None:
-        payload = text.encode()
+        self.send_frame(text.encode(), opcode)
+
+    def send_frame(self, payload: bytes, opcode: int) -> None:
         length = len(payload)
         if length < 126:
             header = bytes((0x80 | opcode, 0x80 | length))
@@ -268,8 +288,8 @@ class BenchClient(asyncio.Protocol):
             offset = start + length
             if opcode == 0x1:
                 self._deliver(payload)
-            elif opcode == 0x9:  # ping
-                self.send_text(payload.decode(), opcode=0xA)
+            elif opcode == 0x9:  # ping: websockets' payload is random bytes, not UTF-8
+                self.send_frame(payload, opcode=0xA)
             elif opcode == 0x8:  # close
                 self.dropped = True
         del buffer[:offset]
@@ -335,6 +355,59 @@ async def wait_for_deliveries(run: Run, expected: int, idle_timeout: float) -> N
             return
 
 
+# --- loads ---------------------------------------------------------------------
+
+
+def attach_run(clients: Sequence[BenchClient]) -> Run:
+    """Start counting deliveries on ``clients``."""
+    run = Run()
+    for client in clients:
+        client.run = run
+    return run
+
+
+async def burst_rounds(
+    clients: Sequence[BenchClient], run: Run, idle_timeout: float
+) -> tuple[list[str], float]:
+    """Every client sends one message at once, repeated; return the ids and busy seconds."""
+    size = len(clients)
+    # Small rooms repeat the burst so the CPU time (10 ms ticks) means something.
+    rounds = min(100, max(1, -(-20_000 // (size * size))))
+    ids: list[str] = []
+    busy = 0.0
+    for r in range(rounds):
+        round_ids = [f"b{r}-{i}" for i in range(size)]
+        ids += round_ids
+        start = time.perf_counter()
+        for id in round_ids:
+            run.sent_at[id] = start
+        for client, id in zip(clients, round_ids, strict=True):
+            await client.send(id, f"burst {id}")  # writes at once, never waits
+        await wait_for_deliveries(run, len(ids) * size, idle_timeout)
+        busy += (run.last_delivery or time.perf_counter()) - start
+    return ids, busy
+
+
+async def paced_sends(
+    clients: Sequence[BenchClient], run: Run, rate: float, seconds: float, idle_timeout: float
+) -> tuple[list[str], float, float]:
+    """Send ``rate`` messages/s for ``seconds``, each client in turn; return ids, start, end."""
+    size = len(clients)
+    total = int(rate * seconds)
+    ids = [f"p{i}" for i in range(total)]
+    start = time.perf_counter()
+    for i, id in enumerate(ids):
+        due = start + i / rate
+        delay = due - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        run.sent_at[id] = time.perf_counter()
+        await clients[i % size].send(id, f"paced {id}")
+    await wait_for_deliveries(run, total * size, idle_timeout)
+    end = run.last_delivery or time.perf_counter()
+    return ids, start, end
+
+
 # --- measurements -------------------------------------------------------------
 
 
@@ -386,24 +459,9 @@ async def burst(kind: str, size: int, peer: Path | None, idle_timeout: float) ->
     try:
         await server.wait_ready()
         clients = await open_clients(kind, server.port, size)
-        run = Run()
-        for client in clients:
-            client.run = run
-        # Small rooms repeat the burst so the CPU time (10 ms ticks) means something.
-        rounds = min(100, max(1, -(-20_000 // (size * size))))
-        ids: list[str] = []
-        busy = 0.0
+        run = attach_run(clients)
         cpu_before = server.cpu_seconds()
-        for r in range(rounds):
-            round_ids = [f"b{r}-{i}" for i in range(size)]
-            ids += round_ids
-            start = time.perf_counter()
-            for id in round_ids:
-                run.sent_at[id] = start
-            for client, id in zip(clients, round_ids, strict=True):
-                await client.send(id, f"burst {id}")  # writes at once, never waits
-            await wait_for_deliveries(run, len(ids) * size, idle_timeout)
-            busy += (run.last_delivery or time.perf_counter()) - start
+        ids, busy = await burst_rounds(clients, run, idle_timeout)
         cpu = server.cpu_seconds() - cpu_before
         end, start = busy, 0.0
         lost, duplicated = tally(clients, ids)
@@ -425,22 +483,9 @@ async def paced(
     try:
         await server.wait_ready()
         clients = await open_clients(kind, server.port, size)
-        run = Run()
-        for client in clients:
-            client.run = run
-        total = int(rate * seconds)
-        ids = [f"p{i}" for i in range(total)]
+        run = attach_run(clients)
         cpu_before = server.cpu_seconds()
-        start = time.perf_counter()
-        for i, id in enumerate(ids):
-            due = start + i / rate
-            delay = due - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            run.sent_at[id] = time.perf_counter()
-            await clients[i % size].send(id, f"paced {id}")
-        await wait_for_deliveries(run, total * size, idle_timeout)
-        end = run.last_delivery or time.perf_counter()
+        ids, start, end = await paced_sends(clients, run, rate, seconds, idle_timeout)
         cpu = server.cpu_seconds() - cpu_before
         lost, duplicated = tally(clients, ids)
         row = Row(
@@ -530,6 +575,419 @@ def _ratio(a: float, b: float) -> str:
     return f"{a / b:.2f}×" if b and b == b and a == a else "n/a"
 
 
+# --- several hubs on one Redis (--hubs) -----------------------------------------
+
+
+class SeqClient(BenchClient):
+    """A :class:`BenchClient` that also checks the ``seq`` of every message it gets.
+
+    In a fresh room every client must see seq 1, 2, 3, ... with no gap, repeat
+    or reordering, whichever hub it is on: ``breaks`` counts the messages that
+    did not continue the sequence. ``frames`` counts everything received, to
+    tell when the joins' presence traffic has settled; ``errors`` the hub's
+    ``error`` frames (e.g. ``unavailable``: a post it could not store).
+    """
+
+    def __init__(self, kind: str, user: str) -> None:
+        super().__init__(kind, user)
+        self.last_seq = 0
+        self.breaks = 0
+        self.frames = 0
+        self.errors = 0
+
+    def _deliver(self, payload: bytes) -> None:
+        super()._deliver(payload)
+        self.frames += 1
+        if payload.startswith(b'{"type":"message"'):
+            start = payload.index(b'"seq":') + 6
+            seq = int(payload[start : payload.index(b",", start)])
+            self.breaks += seq != self.last_seq + 1
+            self.last_seq = seq
+        elif payload.startswith(b'{"type":"error"'):
+            self.errors += 1
+
+    def seq_broken(self, total: int) -> bool:
+        """Whether this client's messages were not exactly seq 1..``total`` in order."""
+        return self.breaks > 0 or self.last_seq != total
+
+
+def seq_faults(clients: Sequence[SeqClient], total: int) -> int:
+    return sum(c.seq_broken(total) for c in clients)
+
+
+class Deployment:
+    """``hubs`` fer-hub processes on one fresh redis-server; ``hubs == 0``: one hub, no Redis."""
+
+    def __init__(self, hubs: int, appendfsync: str) -> None:
+        self.hubs = hubs
+        self.appendfsync = appendfsync
+        self.redis: RedisProcess | None = None
+        self.servers: list[ServerProcess] = []
+        self.redis_info: dict[str, Any] = {}
+
+    @property
+    def name(self) -> str:
+        return f"redis ×{self.hubs}" if self.hubs else "embedded"
+
+    @property
+    def ports(self) -> list[int]:
+        return [s.port for s in self.servers]
+
+    async def __aenter__(self) -> Deployment:
+        try:
+            url = None
+            if self.hubs:
+                self.redis = RedisProcess(free_port(), self.appendfsync)
+                self.redis.wait_ready()
+                url = self.redis.url
+            self.servers = [ServerProcess("hub", redis_url=url) for _ in range(max(1, self.hubs))]
+            for server in self.servers:
+                await server.wait_ready()
+        except BaseException:
+            self._stop()
+            raise
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._stop()
+
+    def cpu(self) -> tuple[float, float]:
+        """CPU seconds so far: all hubs together, and redis-server (0 without)."""
+        hubs = sum(s.cpu_seconds() for s in self.servers)
+        return hubs, 0.0 if self.redis is None else self.redis.cpu_seconds()
+
+    def _stop(self) -> None:
+        if self.redis is not None and self.redis.proc.poll() is None:
+            self.redis_info = self.redis.info()
+        for server in self.servers:
+            server.stop()
+        if self.redis is not None:
+            self.redis.stop()
+
+
+async def open_spread(ports: Sequence[int], rooms: Sequence[str]) -> list[SeqClient]:
+    """Client ``i`` joins ``rooms[i]`` on hub ``ports[i % len(ports)]`` (round-robin)."""
+    limit = asyncio.Semaphore(50)
+
+    async def one(i: int) -> SeqClient:
+        async with limit:
+            client = await SeqClient.open("hub", ports[i % len(ports)], rooms[i], f"user{i}")
+            assert isinstance(client, SeqClient)
+            return client
+
+    clients = await asyncio.gather(*(one(i) for i in range(len(rooms))))
+    await settle(clients)
+    return list(clients)
+
+
+async def settle(clients: Sequence[SeqClient], quiet: float = 0.3, cap: float = 60.0) -> None:
+    """Wait until no client got a frame for ``quiet`` seconds: presence has gone round.
+
+    Through Redis the last joins' presence events arrive later than on one
+    hub; measuring before they have would bill them to the load.
+    """
+    deadline = time.perf_counter() + cap
+    last, changed = -1, time.perf_counter()
+    while time.perf_counter() < deadline:
+        await asyncio.sleep(0.05)
+        frames = sum(c.frames for c in clients)
+        if frames != last:
+            last, changed = frames, time.perf_counter()
+        elif time.perf_counter() - changed >= quiet:
+            return
+
+
+@dataclasses.dataclass
+class ScaleRow:
+    load: str
+    setup: str
+    clients: int
+    messages: int
+    deliveries: int
+    seconds: float
+    p50_ms: float
+    p99_ms: float
+    lost: int
+    duplicated: int
+    seq_faults: int
+    errors: int
+    dropped_clients: int
+    hub_cpu_s: float
+    redis_cpu_s: float
+
+    @property
+    def rate(self) -> float:
+        return self.deliveries / self.seconds if self.seconds else 0.0
+
+    @property
+    def cpu_s(self) -> float:
+        return self.hub_cpu_s + self.redis_cpu_s
+
+    def per_delivery_us(self, cpu_s: float) -> float:
+        return 1e6 * cpu_s / self.deliveries if self.deliveries else float("nan")
+
+    def per_message_us(self, cpu_s: float) -> float:
+        return 1e6 * cpu_s / self.messages if self.messages else float("nan")
+
+
+async def scale_burst(setup: Deployment, size: int, idle_timeout: float) -> ScaleRow:
+    clients = await open_spread(setup.ports, ["bench"] * size)
+    run = attach_run(clients)
+    hubs_before, redis_before = setup.cpu()
+    ids, busy = await burst_rounds(clients, run, idle_timeout)
+    hubs_after, redis_after = setup.cpu()
+    return await _scale_row("burst", setup, clients, run, ids, busy, (
+        hubs_after - hubs_before, redis_after - redis_before))  # fmt: skip
+
+
+async def scale_paced(
+    setup: Deployment, size: int, rate: float, seconds: float, idle_timeout: float
+) -> ScaleRow:
+    clients = await open_spread(setup.ports, ["bench"] * size)
+    run = attach_run(clients)
+    hubs_before, redis_before = setup.cpu()
+    ids, start, end = await paced_sends(clients, run, rate, seconds, idle_timeout)
+    hubs_after, redis_after = setup.cpu()
+    return await _scale_row(f"paced {rate:g}/s", setup, clients, run, ids, end - start, (
+        hubs_after - hubs_before, redis_after - redis_before))  # fmt: skip
+
+
+async def _scale_row(
+    load: str,
+    setup: Deployment,
+    clients: Sequence[SeqClient],
+    run: Run,
+    ids: Sequence[str],
+    seconds: float,
+    cpu: tuple[float, float],
+) -> ScaleRow:
+    lost, duplicated = tally(clients, ids)
+    row = ScaleRow(
+        load, setup.name, len(clients), len(ids), run.deliveries, seconds,
+        percentile(run.latencies, 50), percentile(run.latencies, 99), lost, duplicated,
+        seq_faults(clients, len(ids)), sum(c.errors for c in clients),
+        sum(c.dropped for c in clients), *cpu,
+    )  # fmt: skip
+    await asyncio.gather(*(c.close() for c in clients), return_exceptions=True)
+    return row
+
+
+@dataclasses.dataclass
+class PushRow:
+    """Sender-side throughput: each sender alone in its room fires its messages at once."""
+
+    setup: str
+    senders: int
+    messages: int
+    seconds: float
+    acked: int
+    lost: int
+    duplicated: int
+    seq_faults: int
+    errors: int
+    hub_cpu_s: float
+    redis_cpu_s: float
+
+    @property
+    def rate(self) -> float:
+        return self.acked / self.seconds if self.seconds else 0.0
+
+    def per_message_us(self, cpu_s: float) -> float:
+        return 1e6 * cpu_s / self.acked if self.acked else float("nan")
+
+
+async def scale_push(
+    setup: Deployment, senders: int, per_sender: int, idle_timeout: float
+) -> PushRow:
+    """How many messages/s the hubs get stored and acknowledged, fan-out aside.
+
+    One member per room, so each message is one delivery (the sender's ack,
+    which through Redis comes back only after the post script ran and its
+    event returned). A hub runs one engine call at a time per connection, so
+    ``senders`` is also the number of posts in flight.
+    """
+    clients = await open_spread(setup.ports, [f"push{i}" for i in range(senders)])
+    run = attach_run(clients)
+    own = [[f"q{i}-{k}" for k in range(per_sender)] for i in range(senders)]
+    hubs_before, redis_before = setup.cpu()
+    start = time.perf_counter()
+    for k in range(per_sender):
+        for client, ids in zip(clients, own, strict=True):
+            run.sent_at[ids[k]] = start
+            await client.send(ids[k], f"push {ids[k]}")  # writes at once, never waits
+    total = senders * per_sender
+    await wait_for_deliveries(run, total, idle_timeout)
+    end = run.last_delivery or time.perf_counter()
+    hubs_after, redis_after = setup.cpu()
+    lost = duplicated = 0
+    for client, ids in zip(clients, own, strict=True):
+        client_lost, client_duplicated = tally([client], ids)
+        lost, duplicated = lost + client_lost, duplicated + client_duplicated
+    row = PushRow(
+        setup.name, senders, total, end - start, run.deliveries, lost, duplicated,
+        seq_faults(clients, per_sender), sum(c.errors for c in clients),
+        hubs_after - hubs_before, redis_after - redis_before,
+    )  # fmt: skip
+    await asyncio.gather(*(c.close() for c in clients), return_exceptions=True)
+    return row
+
+
+async def scale_async(args: argparse.Namespace) -> tuple[list[ScaleRow], list[PushRow], str]:
+    """Each load on the embedded hub, then on each ``--hubs`` count on Redis; fresh every row."""
+    timeout = args.idle_timeout
+    jobs: list[tuple[str, Callable[[Deployment], Awaitable[ScaleRow | PushRow]]]] = [
+        (f"burst {size}", functools.partial(scale_burst, size=size, idle_timeout=timeout))
+        for size in args.sizes
+    ]
+    if args.paced_clients:
+        paced_job = functools.partial(
+            scale_paced, size=args.paced_clients, rate=args.paced_rate,
+            seconds=args.paced_seconds, idle_timeout=timeout,
+        )  # fmt: skip
+        jobs.append((f"paced {args.paced_clients}", paced_job))
+    if args.push_senders:
+        push_job = functools.partial(
+            scale_push, senders=args.push_senders, per_sender=args.push_messages,
+            idle_timeout=timeout,
+        )  # fmt: skip
+        jobs.append(("push", push_job))
+    rows: list[ScaleRow] = []
+    pushes: list[PushRow] = []
+    version = "?"
+    for label, work in jobs:
+        for hubs in [0, *args.hubs]:
+            setup = Deployment(hubs, args.appendfsync)
+            print(f"{label}: {setup.name} ...", file=sys.stderr, flush=True)
+            async with setup:
+                result = await work(setup)
+            version = setup.redis_info.get("redis_version", version)
+            if isinstance(result, PushRow):
+                pushes.append(result)
+            else:
+                rows.append(result)
+    return rows, pushes, version
+
+
+def scale_table(rows: Sequence[ScaleRow]) -> str:
+    head = (
+        "| load | setup | clients | deliveries/s | p50 ms | p99 ms | lost | dup | seq faults "
+        "| error frames | dropped clients | hub CPU s | Redis CPU s | hub µs/delivery "
+        "| Redis µs/message | CPU/delivery vs embedded | p50 vs embedded "
+        "| deliveries/s vs embedded |"
+    )
+    lines = [head, _rule(head)]
+    base = {(r.load, r.clients): r for r in rows if r.setup == "embedded"}
+    for r in rows:
+        b = base.get((r.load, r.clients))
+        cpu = r.per_delivery_us(r.cpu_s)
+        ratios = (
+            ("n/a",) * 3
+            if b is None
+            else (
+                _ratio(cpu, b.per_delivery_us(b.cpu_s)),
+                _ratio(r.p50_ms, b.p50_ms),
+                _ratio(r.rate, b.rate),
+            )
+        )
+        lines.append(
+            f"| {r.load} | {r.setup} | {r.clients} | {r.rate:,.0f} | {r.p50_ms:.1f} "
+            f"| {r.p99_ms:.1f} | {r.lost} | {r.duplicated} | {r.seq_faults} | {r.errors} "
+            f"| {r.dropped_clients} | {r.hub_cpu_s:.2f} | {r.redis_cpu_s:.2f} "
+            f"| {r.per_delivery_us(r.hub_cpu_s):.1f} | {r.per_message_us(r.redis_cpu_s):.1f} "
+            f"| {' | '.join(ratios)} |"
+        )
+    return "\n".join(lines)
+
+
+def push_table(rows: Sequence[PushRow]) -> str:
+    head = (
+        "| setup | senders (rooms) | messages | acked messages/s | lost | dup | seq faults "
+        "| error frames | hub CPU µs/message | Redis CPU µs/message | messages/s vs embedded "
+        "| CPU/message vs embedded |"
+    )
+    lines = [head, _rule(head)]
+    base = next((r for r in rows if r.setup == "embedded"), None)
+    for r in rows:
+        cpu = r.per_message_us(r.hub_cpu_s + r.redis_cpu_s)
+        if base is None:
+            ratios = "n/a | n/a"
+        else:
+            base_cpu = base.per_message_us(base.hub_cpu_s + base.redis_cpu_s)
+            ratios = f"{_ratio(r.rate, base.rate)} | {_ratio(cpu, base_cpu)}"
+        lines.append(
+            f"| {r.setup} | {r.senders} | {r.messages} | {r.rate:,.0f} | {r.lost} "
+            f"| {r.duplicated} | {r.seq_faults} | {r.errors} | {r.per_message_us(r.hub_cpu_s):.1f} "
+            f"| {r.per_message_us(r.redis_cpu_s):.1f} | {ratios} |"
+        )
+    return "\n".join(lines)
+
+
+def redis_overhead(rows: Sequence[ScaleRow], pushes: Sequence[PushRow], hubs: int) -> str:
+    """What one hub on Redis costs per message against the embedded hub, same run."""
+    name = f"redis ×{hubs}"
+    base = {(r.load, r.clients): r for r in rows if r.setup == "embedded"}
+    lines = []
+    for r in rows:
+        b = base.get((r.load, r.clients))
+        if r.setup != name or b is None:
+            continue
+        embedded = b.per_message_us(b.cpu_s)
+        extra_hub = r.per_message_us(r.hub_cpu_s) - embedded
+        lines.append(
+            f"- {r.load}, {r.clients} clients: {r.per_message_us(r.cpu_s):,.0f} µs of CPU per"
+            f" message against {embedded:,.0f} µs: {extra_hub:+,.0f} µs in the hub and"
+            f" {r.per_message_us(r.redis_cpu_s):,.0f} µs in redis-server; p50"
+            f" {r.p50_ms:.1f} ms against {b.p50_ms:.1f} ms"
+            + (f" (this row lost {r.lost} deliveries: not a clean figure)" if r.lost else "")
+        )
+    push = next((p for p in pushes if p.setup == name), None)
+    push_base = next((p for p in pushes if p.setup == "embedded"), None)
+    if push is not None and push_base is not None:
+        embedded = push_base.per_message_us(push_base.hub_cpu_s)
+        lines.append(
+            f"- push ({push.senders} senders, fan-out 1): {push.rate:,.0f} messages/s"
+            f" against {push_base.rate:,.0f}; {push.per_message_us(push.hub_cpu_s):.0f} µs"
+            f" (hub) + {push.per_message_us(push.redis_cpu_s):.0f} µs (redis-server) of CPU"
+            f" per message against {embedded:.0f} µs"
+        )
+    return "\n".join(lines)
+
+
+def scale_main(args: argparse.Namespace, command: str) -> None:
+    started, load_before = time.monotonic(), os.getloadavg()[0]
+    rows, pushes, version = asyncio.run(scale_async(args))
+    cores = os.cpu_count()
+    print(
+        f"\n`{command}`: {cores} cores, {time.monotonic() - started:.0f} s, load average"
+        f" {load_before:.1f} before and {os.getloadavg()[0]:.1f} after. Rows: one hub without"
+        f" Redis (embedded), then {', '.join(map(str, args.hubs))} fer-hub processes on one"
+        f" redis-server {version} (appendonly yes, appendfsync {args.appendfsync}), fresh"
+        " for each row; clients, and so senders, round-robin over the hubs. Hubs, Redis and"
+        f" the load generator share the {cores} cores, so more hubs cannot be faster here:"
+        " the rows show what spreading a room costs.\n"
+    )
+    print(scale_table(rows))
+    if pushes:
+        print(
+            f"\nSender-side throughput: {args.push_senders} clients, each alone in its room,"
+            f" each writing {args.push_messages} messages at once; messages/s until the last"
+            " ack (one engine call at a time per connection: as many posts in flight as"
+            " senders).\n"
+        )
+        print(push_table(pushes))
+    one = min(args.hubs)
+    print(f"\nWhat Redis adds per message (redis ×{one} against embedded, same run):\n")
+    print(redis_overhead(rows, pushes, one))
+    clean = all(
+        r.lost == r.duplicated == r.seq_faults == r.errors == r.dropped_clients == 0 for r in rows
+    )
+    clean = clean and all(p.lost == p.duplicated == p.seq_faults == p.errors == 0 for p in pushes)
+    print(
+        "\n- nothing lost, duplicated, refused, dropped or out of seq order on any setup:"
+        f" {_yes(clean)}"
+    )
+
+
 # --- main -----------------------------------------------------------------------
 
 
@@ -571,8 +1029,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--idle-timeout",
         type=float,
-        default=15.0,
-        help="stop waiting once no delivery arrived for this long; the rest count as lost",
+        default=None,
+        help="stop waiting once no delivery arrived for this long; the rest count as lost"
+        " (default 15 s; 5 s with --hubs, where a refused post stalls every round)",
     )
     parser.add_argument("--no-peer", action="store_true", help="skip Flask-SocketIO")
     parser.add_argument(
@@ -585,10 +1044,34 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--hub-loop", choices=("auto", "uvloop", "asyncio"), default="auto",
         help="fer-hub's event loop (auto: uvloop where installed)",
     )  # fmt: skip
+    scale = parser.add_argument_group("several hubs on one Redis")
+    scale.add_argument(
+        "--hubs",
+        type=lambda s: sorted({int(x) for x in s.split(",") if x}),
+        default=None,
+        help="e.g. 1,2,3: run each load on one hub without Redis, then on that many hub"
+        " processes on one redis-server (no Flask-SocketIO peer, no floor)",
+    )
+    scale.add_argument(
+        "--appendfsync", choices=("everysec", "always", "no"), default="everysec",
+        help="the bench redis-server's AOF fsync policy (--hubs)",
+    )  # fmt: skip
+    scale.add_argument(
+        "--push-senders", type=int, default=50,
+        help="sender-side throughput (--hubs): clients, each alone in its room; 0 skips it",
+    )  # fmt: skip
+    scale.add_argument(
+        "--push-messages", type=int, default=200, help="messages each push sender writes at once"
+    )
     args = parser.parse_args(argv)
+    if args.hubs is not None and (not args.hubs or min(args.hubs) < 1):
+        parser.error("--hubs takes counts of at least 1, e.g. 1,2,3")
+    if args.idle_timeout is None:
+        args.idle_timeout = 15.0 if args.hubs is None else 5.0
     if args.quick:
         args.sizes = [10, 100]
         args.paced_seconds = 3.0
+        args.push_messages = min(args.push_messages, 60)
     return args
 
 
@@ -598,9 +1081,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     HUB_LOOP = args.hub_loop
     # Collector pauses in the load generator would show up as latency.
     gc.disable()
+    command = "python bench/hub_bench.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    if args.hubs is not None:
+        scale_main(args, command.strip())
+        return
     started, load_before = time.monotonic(), os.getloadavg()[0]
     rows = asyncio.run(main_async(args))
-    command = "python bench/hub_bench.py " + " ".join(sys.argv[1:] if argv is None else argv)
     print(
         f"\n`{command.strip()}`: {os.cpu_count()} cores, {time.monotonic() - started:.0f} s,"
         f" load average {load_before:.1f} before and {os.getloadavg()[0]:.1f} after\n"
