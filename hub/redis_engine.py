@@ -71,6 +71,8 @@ logger = logging.getLogger("hub.redis")
 #: whose beat has been gone for as long again is removed from presence.
 HEARTBEAT: float = 1.0
 HEARTBEAT_TTL_BEATS: int = 3
+#: Connections to Redis per hub, the pub/sub one included; calls beyond wait.
+REDIS_CONNECTIONS: int = 32
 #: Errors that mean "Redis is unreachable or failed", not "the script refused".
 UNREACHABLE = (RedisError, OSError, asyncio.TimeoutError)
 
@@ -272,14 +274,19 @@ class RedisEngine:
         self.ttl_ms = int(heartbeat * HEARTBEAT_TTL_BEATS * 1000)
         self.prefix = prefix
         self.hub_id = core.hub_id
-        self.redis = aioredis.Redis.from_url(
+        # A bounded pool that waits for a free connection: each connection
+        # has at most one call in flight, and a burst of posts must queue for
+        # a connection, not be refused (the default pool raises when full).
+        pool = aioredis.BlockingConnectionPool.from_url(
             url,
+            max_connections=REDIS_CONNECTIONS,
+            timeout=max(2.0, heartbeat * 2),
             decode_responses=True,
             socket_timeout=max(2.0, heartbeat * 2),
             socket_connect_timeout=max(1.0, heartbeat),
             retry=Retry(NoBackoff(), 1),
-            health_check_interval=0,
         )
+        self.redis = aioredis.Redis(connection_pool=pool)
         self._scripts = {
             name: self.redis.register_script(source)
             for name, source in (

@@ -294,3 +294,19 @@ async def test_the_client_app_delivers_what_it_typed_during_a_redis_outage(
     finally:
         await conn.close()
         await asyncio.wait_for(task, 5)
+
+
+async def test_more_posts_at_once_than_redis_connections_queue_instead_of_failing(
+    hubs: Hubs,
+) -> None:
+    from hub.redis_engine import REDIS_CONNECTIONS
+
+    (url,) = hubs.start(1)
+    count = 4 * REDIS_CONNECTIONS
+    async with contextlib.AsyncExitStack() as stack:
+        peers = [await stack.enter_async_context(Peer.open(url)) for _ in range(count)]
+        for n, peer in enumerate(peers):
+            await peer.join(f"room{n}", "ana")  # one room each: acks only, no fan-out
+        await asyncio.gather(*(peer.say("m1") for peer in peers))
+        acks = await asyncio.gather(*(peer.recv(20) for peer in peers))
+        assert [(a["type"], a["seq"]) for a in acks] == [("message", 1)] * count
