@@ -44,7 +44,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
 from . import protocol
 from .cluster import (
@@ -73,6 +73,10 @@ HEARTBEAT: float = 1.0
 HEARTBEAT_TTL_BEATS: int = 3
 #: Connections to Redis per hub, the pub/sub one included; calls beyond wait.
 REDIS_CONNECTIONS: int = 32
+#: Seconds a call may wait for a free connection before it counts as a failure.
+POOL_WAIT: float = 30.0
+#: Most scripts sent in one pipeline.
+MAX_PIPELINE: int = 64
 #: Errors that mean "Redis is unreachable or failed", not "the script refused".
 UNREACHABLE = (RedisError, OSError, asyncio.TimeoutError)
 
@@ -274,15 +278,14 @@ class RedisEngine:
         self.ttl_ms = int(heartbeat * HEARTBEAT_TTL_BEATS * 1000)
         self.prefix = prefix
         self.hub_id = core.hub_id
-        # A bounded pool that waits for a free connection: each connection
-        # has at most one call in flight, and a burst of posts must queue for
-        # a connection, not be refused (the default pool raises when full).
+        # A bounded pool that waits for a free connection (the default pool
+        # raises when full): waiting under a burst is load, not an outage.
         pool = aioredis.BlockingConnectionPool.from_url(
             url,
             max_connections=REDIS_CONNECTIONS,
-            timeout=max(2.0, heartbeat * 2),
+            timeout=POOL_WAIT,
             decode_responses=True,
-            socket_timeout=max(2.0, heartbeat * 2),
+            socket_timeout=max(5.0, heartbeat * 2),
             socket_connect_timeout=max(1.0, heartbeat),
             retry=Retry(NoBackoff(), 1),
         )
@@ -306,6 +309,8 @@ class RedisEngine:
         self._leaves: list[LeaveCall] = []  # to retry when Redis is back
         self._down_since: float | None = None
         self._closing = False
+        self._queue: list[tuple[str, tuple[Any, ...], asyncio.Future[Any]]] = []
+        self._flush_scheduled = False
 
     # --- life cycle --------------------------------------------------------------
 
@@ -428,7 +433,61 @@ class RedisEngine:
         return SyncResult(int(pos), int(seq), parse_members(json.loads(members)), messages)
 
     async def _run(self, script: str, *args: Any) -> Any:
-        return await self._scripts[script](args=[self.prefix, *args])
+        """Run ``script`` with ``args``, pipelined with the other calls of this loop turn.
+
+        A pipeline of N scripts costs about a third of the hub CPU of N
+        separate calls (redis-py's per-call overhead dominates) and one round
+        trip instead of N.
+        """
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        self._queue.append((script, args, future))
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            loop.call_soon(self._flush)
+        return await future
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        queue, self._queue = self._queue, []
+        for start in range(0, len(queue), MAX_PIPELINE):
+            self._spawn(self._send_batch(queue[start : start + MAX_PIPELINE]))
+
+    async def _send_batch(
+        self, batch: list[tuple[str, tuple[Any, ...], asyncio.Future[Any]]]
+    ) -> None:
+        try:
+            results = await self._pipeline([(script, args) for script, args, _ in batch])
+        except BaseException as exc:
+            for *_, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        for (*_, future), result in zip(batch, results, strict=True):
+            if future.done():
+                continue
+            if isinstance(result, Exception):
+                future.set_exception(result)
+            else:
+                future.set_result(result)
+
+    async def _pipeline(self, calls: list[tuple[str, tuple[Any, ...]]]) -> list[Any]:
+        """EVALSHA each call in one pipeline; load the scripts once if Redis lost them."""
+        results = await self._evalsha(calls)
+        if any(isinstance(r, NoScriptError) for r in results):
+            # A restarted Redis has an empty script cache.
+            for known in self._scripts.values():
+                await self.redis.script_load(known.script)
+            results = await self._evalsha(calls)
+        return results
+
+    async def _evalsha(self, calls: list[tuple[str, tuple[Any, ...]]]) -> list[Any]:
+        pipe = self.redis.pipeline(transaction=False)
+        for script, args in calls:
+            pipe.evalsha(self._scripts[script].sha, 0, self.prefix, *args)
+        return await pipe.execute(raise_on_error=False)
 
     # --- subscription ------------------------------------------------------------
 
@@ -544,7 +603,7 @@ class RedisEngine:
     def _outage(self, exc: BaseException) -> None:
         if self._down_since is None and not self._closing:
             self._down_since = time.monotonic()
-            logger.error("redis unreachable: %r; holding connections", exc)
+            logger.error("redis unreachable: %r; holding connections", exc, exc_info=exc)
             self.perform(
                 self.core.outage("the hub lost its storage; messages wait until it returns")
             )
