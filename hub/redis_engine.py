@@ -603,7 +603,7 @@ class RedisEngine:
     def _outage(self, exc: BaseException) -> None:
         if self._down_since is None and not self._closing:
             self._down_since = time.monotonic()
-            logger.error("redis unreachable: %r; holding connections", exc, exc_info=exc)
+            logger.error("redis unreachable (%s: %s); holding connections", type(exc).__name__, exc)
             self.perform(
                 self.core.outage("the hub lost its storage; messages wait until it returns")
             )

@@ -236,6 +236,10 @@ async def test_hubs_ride_out_a_redis_restart_and_lose_nothing_acknowledged(
         got = await messages(bo, 1)
         assert (got[0]["id"], got[0]["seq"]) == ("m3", 4)
         assert [m["id"] for m in await _history(two)] == ["m0", "m1", "m2", "m3"]
+    hubs.stop_all()
+    for proc in hubs.procs:  # the outage and the recovery are in each hub's log
+        log = proc.stderr.read() if proc.stderr else ""
+        assert "redis unreachable (" in log and "redis is back after" in log, log
 
 
 async def _history(url: str) -> list[dict[str, Any]]:
