@@ -42,10 +42,10 @@ class Hubs:
         self.procs: list[subprocess.Popen[str]] = []
         self.urls: list[str] = []
 
-    def start(self, count: int = 1) -> list[str]:
+    def start(self, count: int = 1, beat: str = BEAT) -> list[str]:
         for _ in range(count):
             proc, url = start_hub_process(
-                "--redis", self.redis.url, "--redis-heartbeat", BEAT,
+                "--redis", self.redis.url, "--redis-heartbeat", beat,
                 "--rate", "1000", "--burst", "1000", "--log-level", "WARNING",
             )  # fmt: skip
             self.procs.append(proc)
@@ -209,6 +209,21 @@ async def test_a_killed_hub_leaves_presence_and_its_clients_lose_nothing(hubs: H
                 if frame["event"] == "leave" and frame["user"] == "dora":
                     break
         assert "dora" not in {m["user"] for m in frame["members"]}
+
+
+async def test_a_hub_stopped_with_sigterm_takes_its_members_out_of_presence_at_once(
+    hubs: Hubs,
+) -> None:
+    # Slow beats: only the stopping hub itself can make the leave this quick.
+    stopping, staying = hubs.start(2, beat="10")
+    async with member(staying, "bo") as bo:
+        async with member(stopping, "dora"):
+            await bo.recv_type("presence")
+            hubs.procs[0].terminate()
+            async with asyncio.timeout(5):
+                frame = await bo.recv_type("presence")
+        assert (frame["event"], frame["user"]) == ("leave", "dora")
+        assert hubs.procs[0].wait(10) == 0
 
 
 async def test_hubs_ride_out_a_redis_restart_and_lose_nothing_acknowledged(
