@@ -329,3 +329,30 @@ async def test_more_posts_at_once_than_redis_connections_queue_instead_of_failin
         await asyncio.gather(*(peer.say("m1") for peer in peers))
         acks = await asyncio.gather(*(peer.recv(20) for peer in peers))
         assert [(a["type"], a["seq"]) for a in acks] == [("message", 1)] * count
+
+
+async def test_a_room_left_empty_on_a_hub_is_released_and_works_when_rejoined(
+    hubs: Hubs, redis: RedisServer
+) -> None:
+    import redis as redis_client
+
+    def subscribers() -> int:
+        with redis_client.Redis.from_url(redis.url) as client:
+            return client.pubsub_numsub("fer:room:lobby:events")[0][1]
+
+    one, two = hubs.start(2)
+    async with member(two, "bo") as bo:
+        async with member(one, "ana") as ana:
+            await ana.say("m1")
+            await messages(bo, 1)
+            assert subscribers() == 2
+        await asyncio.sleep(1.0)  # several beats: hub one unsubscribes from the room
+        assert subscribers() == 1
+        await bo.say("m2")  # published while hub one hears nothing of the room
+        await messages(bo, 1)
+        async with member(one, "ana", since=1) as ana:
+            await bo.say("m3")
+            (got,) = await messages(ana, 1)
+            assert (got["id"], got["seq"]) == ("m3", 3)
+        joined = await _history(one)
+        assert [m["id"] for m in joined] == ["m1", "m2", "m3"]
