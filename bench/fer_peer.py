@@ -24,8 +24,17 @@ REPO = Path(__file__).resolve().parents[1]
 FER_VENV = REPO / ".bench-venv-fer"
 #: What ``from fer.fer import FER`` (25.10.3) imports, installed beside it; fer itself goes in
 #: with --no-deps. setuptools<81 still has the ``pkg_resources`` fer uses to find its files.
-FER_DEPS = ("tensorflow-cpu==2.21.*", "tf-keras==2.21.*", "opencv-python-headless<5",
-            "numpy", "requests", "pillow", "pandas", "tqdm", "setuptools<81")
+FER_DEPS = (
+    "tensorflow-cpu==2.21.*",
+    "tf-keras==2.21.*",
+    "opencv-python-headless<5",
+    "numpy",
+    "requests",
+    "pillow",
+    "pandas",
+    "tqdm",
+    "setuptools<81",
+)
 FER_PACKAGE = "fer==25.10.3"
 
 
@@ -36,16 +45,21 @@ def ensure_fer_venv() -> Path:
     wanted = "\n".join((*FER_DEPS, FER_PACKAGE))
     if ready.exists() and ready.read_text() == wanted:
         return python
-    print(f"creating {FER_VENV.name}/ for the fer peer (one-off, downloads TensorFlow) ...",
-          file=sys.stderr, flush=True)
+    print(
+        f"creating {FER_VENV.name}/ for the fer peer (one-off, downloads TensorFlow) ...",
+        file=sys.stderr,
+        flush=True,
+    )
     if not python.exists():
         subprocess.run([sys.executable, "-m", "venv", str(FER_VENV)], check=True)
     pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
     # tf-keras pins "tensorflow", which would pull a second, CUDA-sized TensorFlow:
     # install it and fer without dependencies beside tensorflow-cpu.
     subprocess.run([*pip, *(d for d in FER_DEPS if not d.startswith("tf-keras"))], check=True)
-    subprocess.run([*pip, "--no-deps", *(d for d in FER_DEPS if d.startswith("tf-keras")),
-                    FER_PACKAGE], check=True)
+    subprocess.run(
+        [*pip, "--no-deps", *(d for d in FER_DEPS if d.startswith("tf-keras")), FER_PACKAGE],
+        check=True,
+    )
     ready.write_text(wanted)
     return python
 
@@ -91,7 +105,8 @@ def classify(faces_path: Path, out_path: Path, repeats: int) -> None:
     # compiled function (faster than FER's eager call, so this favours the peer).
     infer = tf.function(lambda t: model(t, training=False))
     keras_report = {
-        "model_file": keras_path.name, "model_bytes": keras_path.stat().st_size,
+        "model_file": keras_path.name,
+        "model_bytes": keras_path.stat().st_size,
         "parameters": int(model.count_params()),
         "probs": model.predict(batch, batch_size=256, verbose=0).tolist(),
         "latency_s": _time(lambda face: infer(tf.constant(face)).numpy(), batch, repeats),
@@ -107,16 +122,21 @@ def classify(faces_path: Path, out_path: Path, repeats: int) -> None:
         return interpreter.get_tensor(detail_out["index"])[0]
 
     tflite_report = {
-        "model_file": tflite_path.name, "model_bytes": tflite_path.stat().st_size,
+        "model_file": tflite_path.name,
+        "model_bytes": tflite_path.stat().st_size,
         "parameters": keras_report["parameters"],
         "probs": [run_tflite(face[None]).tolist() for face in batch],
         "latency_s": _time(run_tflite, batch, repeats),
     }
-    out_path.write_text(json.dumps({
-        "input_shape": [height, width],
-        "versions": {"tensorflow": tf.__version__, "fer": _fer_version()},
-        "models": {"tflite": tflite_report, "hdf5": keras_report},
-    }))
+    out_path.write_text(
+        json.dumps(
+            {
+                "input_shape": [height, width],
+                "versions": {"tensorflow": tf.__version__, "fer": _fer_version()},
+                "models": {"tflite": tflite_report, "hdf5": keras_report},
+            }
+        )
+    )
 
 
 def _time(run, batch, repeats: int) -> list[float]:

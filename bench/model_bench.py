@@ -64,8 +64,11 @@ def score_keras(path: Path, x: np.ndarray, y: np.ndarray) -> dict:
     model = load_keras_model(path)
     predict = keras_predictor(model)
     probs, flipped = predict(x), predict(np.ascontiguousarray(x[:, :, ::-1]))
-    return {"plain": compute_metrics(probs, y), "flip": compute_metrics((probs + flipped) / 2, y),
-            "parameters": int(model.count_params())}
+    return {
+        "plain": compute_metrics(probs, y),
+        "flip": compute_metrics((probs + flipped) / 2, y),
+        "parameters": int(model.count_params()),
+    }
 
 
 def run_fer(x: np.ndarray, repeats: int) -> dict:
@@ -74,11 +77,26 @@ def run_fer(x: np.ndarray, repeats: int) -> dict:
     with tempfile.TemporaryDirectory() as folder:
         faces, out = Path(folder) / "faces.npz", Path(folder) / "fer.json"
         np.savez(faces, x=x)
-        env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "TF_CPP_MIN_LOG_LEVEL": "2",
-               "OMP_NUM_THREADS": "1"}
-        subprocess.run([str(python), str(REPO / "bench" / "fer_peer.py"), "classify",
-                        str(faces), str(out), "--repeats", str(repeats)],
-                       check=True, env=env, stdin=subprocess.DEVNULL)
+        env = {
+            **os.environ,
+            "CUDA_VISIBLE_DEVICES": "",
+            "TF_CPP_MIN_LOG_LEVEL": "2",
+            "OMP_NUM_THREADS": "1",
+        }
+        subprocess.run(
+            [
+                str(python),
+                str(REPO / "bench" / "fer_peer.py"),
+                "classify",
+                str(faces),
+                str(out),
+                "--repeats",
+                str(repeats),
+            ],
+            check=True,
+            env=env,
+            stdin=subprocess.DEVNULL,
+        )
         return json.loads(out.read_text())
 
 
@@ -101,11 +119,16 @@ class Column:
     latency_p90_ms: float | None
 
 
-ROWS = (("file size (KiB)", "kib", "{:.0f}"), ("parameters (k)", "parameters", "{:.0f}"),
-        ("input", "input", "{}"), ("accuracy", "accuracy", "{:.4f}"),
-        ("accuracy, flip-averaged", "accuracy_flip", "{:.4f}"),
-        ("macro-F1", "macro_f1", "{:.4f}"), ("latency/face median (ms)", "latency_ms", "{:.3f}"),
-        ("latency/face p90 (ms)", "latency_p90_ms", "{:.3f}"))
+ROWS = (
+    ("file size (KiB)", "kib", "{:.0f}"),
+    ("parameters (k)", "parameters", "{:.0f}"),
+    ("input", "input", "{}"),
+    ("accuracy", "accuracy", "{:.4f}"),
+    ("accuracy, flip-averaged", "accuracy_flip", "{:.4f}"),
+    ("macro-F1", "macro_f1", "{:.4f}"),
+    ("latency/face median (ms)", "latency_ms", "{:.3f}"),
+    ("latency/face p90 (ms)", "latency_p90_ms", "{:.3f}"),
+)
 
 
 SCORES = frozenset({"accuracy", "accuracy_flip", "macro_f1"})
@@ -154,31 +177,64 @@ def main() -> None:
 
     ours = score_ours(args.model, x, y)
     times = time_ours(args.model, x, args.repeats)
-    columns = [Column("FER-TMS int8", args.model.stat().st_size / 1024,
-                      record.get("parameters"), "48² int8", ours["plain"].accuracy,
-                      ours["plain"].macro_f1, ours["flip"].accuracy, ms(times, 50), ms(times, 90))]
+    columns = [
+        Column(
+            "FER-TMS int8",
+            args.model.stat().st_size / 1024,
+            record.get("parameters"),
+            "48² int8",
+            ours["plain"].accuracy,
+            ours["plain"].macro_f1,
+            ours["flip"].accuracy,
+            ms(times, 50),
+            ms(times, 90),
+        )
+    ]
     if args.keras:
         float_scores = score_keras(args.keras, x, y)
-        columns.append(Column("FER-TMS float (.keras)", args.keras.stat().st_size / 1024,
-                              float_scores["parameters"], "48² float32",
-                              float_scores["plain"].accuracy, float_scores["plain"].macro_f1,
-                              float_scores["flip"].accuracy, None, None))
+        columns.append(
+            Column(
+                "FER-TMS float (.keras)",
+                args.keras.stat().st_size / 1024,
+                float_scores["parameters"],
+                "48² float32",
+                float_scores["plain"].accuracy,
+                float_scores["plain"].macro_f1,
+                float_scores["flip"].accuracy,
+                None,
+                None,
+            )
+        )
     peer = None if args.no_fer else run_fer(x, args.repeats)
     if peer:
         side = peer["input_shape"][0]
         for key, name in (("tflite", "fer default (.tflite)"), ("hdf5", "fer mini-Xception")):
             model = peer["models"][key]
             metrics = compute_metrics(np.array(model["probs"]), y)
-            columns.append(Column(name, model["model_bytes"] / 1024, model["parameters"],
-                                  f"{side}² float32", metrics.accuracy, metrics.macro_f1, None,
-                                  ms(model["latency_s"], 50), ms(model["latency_s"], 90)))
+            columns.append(
+                Column(
+                    name,
+                    model["model_bytes"] / 1024,
+                    model["parameters"],
+                    f"{side}² float32",
+                    metrics.accuracy,
+                    metrics.macro_f1,
+                    None,
+                    ms(model["latency_s"], 50),
+                    ms(model["latency_s"], 90),
+                )
+            )
 
-    print(f"\n{len(y)} validation faces from {args.data.name}; one thread; "
-          f"{args.repeats} single-face calls per model for latency\n")
+    print(
+        f"\n{len(y)} validation faces from {args.data.name}; one thread; "
+        f"{args.repeats} single-face calls per model for latency\n"
+    )
     print(table(columns))
     if peer:
-        print(f"\npeer: fer {peer['versions']['fer']} on TensorFlow "
-              f"{peer['versions']['tensorflow']} (.bench-venv-fer)")
+        print(
+            f"\npeer: fer {peer['versions']['fer']} on TensorFlow "
+            f"{peer['versions']['tensorflow']} (.bench-venv-fer)"
+        )
 
 
 if __name__ == "__main__":

@@ -16,8 +16,9 @@ import time
 import numpy as np
 
 
-def images_per_second(convs: tuple[int, ...], widths: tuple[int, ...], batch: int,
-                      steps: int) -> tuple[int, float]:
+def images_per_second(
+    convs: tuple[int, ...], widths: tuple[int, ...], batch: int, steps: int
+) -> tuple[int, float]:
     import keras
     import tensorflow as tf
 
@@ -30,8 +31,12 @@ def images_per_second(convs: tuple[int, ...], widths: tuple[int, ...], batch: in
     x = rng.integers(0, 256, (batch * 8, 48, 48, 1)).astype(np.float32)
     y = keras.utils.to_categorical(rng.integers(0, 7, batch * 8), 7)
     ds = tf.data.Dataset.from_tensor_slices((x, y)).repeat().batch(batch).enumerate()
-    ds = ds.map(lambda s, b: (augment_batch(b[0], AugmentConfig(),
-                                            tf.stack([tf.constant(1, tf.int64), s])), b[1]))
+    ds = ds.map(
+        lambda s, b: (
+            augment_batch(b[0], AugmentConfig(), tf.stack([tf.constant(1, tf.int64), s])),
+            b[1],
+        )
+    )
     model.fit(ds, steps_per_epoch=3, epochs=1, verbose=0)  # trace and warm up
     started = time.perf_counter()
     model.fit(ds, steps_per_epoch=steps, epochs=1, verbose=0)

@@ -16,8 +16,11 @@ from rich.console import Console
 
 from training.data import DataError, load_faces, shared_split
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
-                  help="Train, evaluate and export the FER-TMS expression model.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Train, evaluate and export the FER-TMS expression model.",
+)
 err = Console(stderr=True, soft_wrap=True)  # one error, one line: never hard-wrap
 
 
@@ -43,23 +46,33 @@ def train(
     weight_decay: Annotated[float, typer.Option(min=0.0, help="AdamW decoupled decay.")] = 0.05,
     warmup_epochs: Annotated[float, typer.Option(min=0.0)] = 0.5,
     label_smoothing: Annotated[float, typer.Option(min=0.0, max=0.5)] = 0.1,
-    widths: Annotated[str, typer.Option(help="Channels per stage, comma-separated.")]
-    = "32,64,128,256",
-    convs_per_stage: Annotated[str, typer.Option(
-        help="Convolutions per stage: one number, or one per stage comma-separated.")] = "1,2,2,2",
+    widths: Annotated[
+        str, typer.Option(help="Channels per stage, comma-separated.")
+    ] = "32,64,128,256",
+    convs_per_stage: Annotated[
+        str,
+        typer.Option(help="Convolutions per stage: one number, or one per stage comma-separated."),
+    ] = "1,2,2,2",
     dropout: Annotated[float, typer.Option(min=0.0, max=0.9)] = 0.4,
-    seed: Annotated[int, typer.Option(help="Seed for weights, shuffling and augmentation.")]
-    = 1234,
-    time_budget: Annotated[float | None, typer.Option(
-        min=0.0, help="Stop (resumably) before an epoch would end past this many minutes.")]
-    = None,
-    max_steps_per_epoch: Annotated[int | None, typer.Option(
-        min=1, help="Cap steps per epoch (smoke tests).")] = None,
-    resume: Annotated[bool, typer.Option(help="Continue the run in --out from last.keras.")]
-    = False,
-    init_weights: Annotated[Path | None, typer.Option(
-        help="Start a new run from this .keras model's weights (fresh optimiser and schedule).")]
-    = None,
+    seed: Annotated[int, typer.Option(help="Seed for weights, shuffling and augmentation.")] = 1234,
+    time_budget: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0, help="Stop (resumably) before an epoch would end past this many minutes."
+        ),
+    ] = None,
+    max_steps_per_epoch: Annotated[
+        int | None, typer.Option(min=1, help="Cap steps per epoch (smoke tests).")
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option(help="Continue the run in --out from last.keras.")
+    ] = False,
+    init_weights: Annotated[
+        Path | None,
+        typer.Option(
+            help="Start a new run from this .keras model's weights (fresh optimiser and schedule)."
+        ),
+    ] = None,
 ) -> None:
     """Train the classifier on FER2013 and keep the epoch with the best validation accuracy."""
     from training.train import IncompatibleWeights, TrainConfig
@@ -79,22 +92,41 @@ def train(
     if resume and not (out / "last.keras").exists():
         fail(f"--resume: no checkpoint at {out / 'last.keras'}")
     if init_weights is not None and (resume or not init_weights.is_file()):
-        fail(f"--init-weights: no such model {init_weights}" if not resume
-             else "--init-weights starts a new run; it cannot be combined with --resume")
+        fail(
+            f"--init-weights: no such model {init_weights}"
+            if not resume
+            else "--init-weights starts a new run; it cannot be combined with --resume"
+        )
     config = TrainConfig(
-        data=str(data), val=str(val), out=str(out), epochs=epochs, batch_size=batch_size,
-        learning_rate=learning_rate, weight_decay=weight_decay,
-        label_smoothing=label_smoothing, widths=width_tuple, convs_per_stage=convs,
+        data=str(data),
+        val=str(val),
+        out=str(out),
+        epochs=epochs,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        weight_decay=weight_decay,
+        label_smoothing=label_smoothing,
+        widths=width_tuple,
+        convs_per_stage=convs,
         warmup_epochs=warmup_epochs,
-        dropout=dropout, seed=seed, time_budget_minutes=time_budget,
+        dropout=dropout,
+        seed=seed,
+        time_budget_minutes=time_budget,
         max_steps_per_epoch=max_steps_per_epoch,
         init_weights=str(init_weights) if init_weights else None,
     )
-    err.print(f"train: {len(train_set)} faces from {train_set.source}; "
-              f"val: {len(val_set)} from {val_set.source}")
+    err.print(
+        f"train: {len(train_set)} faces from {train_set.source}; "
+        f"val: {len(val_set)} from {val_set.source}"
+    )
     try:
-        best = run_training(config, train_set, val_set, resume=resume,
-                            command=shlex.join(["fer-model", *sys.argv[1:]]))
+        best = run_training(
+            config,
+            train_set,
+            val_set,
+            resume=resume,
+            command=shlex.join(["fer-model", *sys.argv[1:]]),
+        )
     except IncompatibleWeights as exc:
         fail(str(exc))
     err.print(f"best model: {best}")
@@ -104,12 +136,19 @@ def train(
 def export(
     model: Annotated[Path, typer.Option(help="Trained .keras model (48×48×1 → 7).")],
     out: Annotated[Path, typer.Option(help="The .tflite to write; its .json goes beside it.")],
-    data: Annotated[Path | None, typer.Option(
-        help="Training data for int8 calibration [default: ../shared/data/fer2013/train.npz]."
-    )] = None,
-    val: Annotated[Path | None, typer.Option(
-        help="Validation data for the float/int8 comparison "
-             "[default: ../shared/data/fer2013/val.npz].")] = None,
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            help="Training data for int8 calibration [default: ../shared/data/fer2013/train.npz]."
+        ),
+    ] = None,
+    val: Annotated[
+        Path | None,
+        typer.Option(
+            help="Validation data for the float/int8 comparison "
+            "[default: ../shared/data/fer2013/val.npz]."
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed for picking calibration faces.")] = 0,
 ) -> None:
     """Quantise a model to full-integer int8 TFLite, calibrated on real training faces."""
@@ -129,30 +168,48 @@ def export(
     except (ModelError, DataError) as exc:
         fail(str(exc))
     command = shlex.join(["fer-model", *sys.argv[1:]])
-    err.print(f"calibrating on {train_set.source}, validating on {len(val_set)} faces "
-              f"from {val_set.source}")
+    err.print(
+        f"calibrating on {train_set.source}, validating on {len(val_set)} faces "
+        f"from {val_set.source}"
+    )
     try:
-        record = run_export(keras_model, model, out, train_set, val_set,
-                            {"train": data_path, "val": val_path}, command, seed=seed)
+        record = run_export(
+            keras_model,
+            model,
+            out,
+            train_set,
+            val_set,
+            {"train": data_path, "val": val_path},
+            command,
+            seed=seed,
+        )
     except ModelError as exc:
         fail(str(exc))
     typer.echo(comparison_table(record))
-    typer.echo(f"wrote {out} ({record['file_bytes'] / 1024:.0f} KiB) "
-               f"and {out.with_suffix('.json')}")
+    typer.echo(
+        f"wrote {out} ({record['file_bytes'] / 1024:.0f} KiB) and {out.with_suffix('.json')}"
+    )
 
 
 @app.command()
 def evaluate(
     model: Annotated[Path, typer.Option(help="A .keras or .tflite model.")],
-    out: Annotated[Path, typer.Option(
-        help="Folder for metrics.md, metrics.json and confusion.png.")],
-    data: Annotated[Path | None, typer.Option(
-        help="Faces to score: .npz, fer2013.csv or image folder "
-             "[default: ../shared/data/fer2013/val.npz].")] = None,
-    split: Annotated[str, typer.Option(
-        help="Split to read from a .csv or a folder of splits.")] = "val",
-    flip: Annotated[bool, typer.Option(
-        help="Average each face's scores with its mirror image's.")] = False,
+    out: Annotated[
+        Path, typer.Option(help="Folder for metrics.md, metrics.json and confusion.png.")
+    ],
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            help="Faces to score: .npz, fer2013.csv or image folder "
+            "[default: ../shared/data/fer2013/val.npz]."
+        ),
+    ] = None,
+    split: Annotated[
+        str, typer.Option(help="Split to read from a .csv or a folder of splits.")
+    ] = "val",
+    flip: Annotated[
+        bool, typer.Option(help="Average each face's scores with its mirror image's.")
+    ] = False,
 ) -> None:
     """Accuracy, per-class precision/recall/F1, macro-F1 and calibration error of a model."""
     from fer_tui.classifier import ModelError
@@ -167,8 +224,10 @@ def evaluate(
         fail(str(exc))
     results = run_evaluate(predict, faces, out, flip=flip, model_name=model.name)
     typer.echo((out / "metrics.md").read_text(encoding="utf-8"))
-    summary = ", ".join(f"{mode}: accuracy {m.accuracy:.4f} macro-F1 {m.macro_f1:.4f}"
-                        for mode, m in results.items())
+    summary = ", ".join(
+        f"{mode}: accuracy {m.accuracy:.4f} macro-F1 {m.macro_f1:.4f}"
+        for mode, m in results.items()
+    )
     typer.echo(f"{summary}; wrote {out}")
 
 

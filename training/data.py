@@ -119,8 +119,10 @@ def load_image_folder(root: Path, split: str) -> FaceSet:
     for class_dir in sorted(p for p in folder.iterdir() if p.is_dir()):
         label = class_dir.name.lower()
         if label not in LABELS:
-            raise DataError(f"{class_dir}: unknown class folder {class_dir.name!r}; "
-                            f"expected folders named {', '.join(LABELS)}")
+            raise DataError(
+                f"{class_dir}: unknown class folder {class_dir.name!r}; "
+                f"expected folders named {', '.join(LABELS)}"
+            )
         for image_path in sorted(class_dir.iterdir()):
             if image_path.suffix.lower() not in IMAGE_SUFFIXES:
                 continue
@@ -160,8 +162,10 @@ def _class_root(root: Path, split: str) -> Path:
     for name in (split, *[k for k, v in CSV_SPLITS.items() if v == CSV_SPLITS.get(split)]):
         if name in subdirs:
             return subdirs[name]
-    raise DataError(f"{root}: expected class folders ({', '.join(LABELS)}) "
-                    f"or a {split!r} folder holding them; found {sorted(subdirs) or 'no folders'}")
+    raise DataError(
+        f"{root}: expected class folders ({', '.join(LABELS)}) "
+        f"or a {split!r} folder holding them; found {sorted(subdirs) or 'no folders'}"
+    )
 
 
 def _parse_pixels(text: str, path: Path, line: int) -> np.ndarray:

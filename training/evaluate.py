@@ -20,8 +20,9 @@ from training.metrics import Metrics, compute_metrics, markdown_table
 from training.predict import Predictor
 
 
-def evaluate(predict: Predictor, faces: FaceSet, out: Path, *, flip: bool = False,
-             model_name: str = "model") -> dict[str, Metrics]:
+def evaluate(
+    predict: Predictor, faces: FaceSet, out: Path, *, flip: bool = False, model_name: str = "model"
+) -> dict[str, Metrics]:
     """Score ``predict`` on ``faces`` and write the report files into ``out``.
 
     Returns ``{"plain": ...}``, plus ``"flip"`` (flip-averaged) when ``flip`` is set;
@@ -39,19 +40,31 @@ def evaluate(predict: Predictor, faces: FaceSet, out: Path, *, flip: bool = Fals
     title = f"# {model_name} on {faces.source} ({len(faces)} faces, {mode})\n\n"
     extra = ""
     if flip:
-        extra = (f"- without flip averaging: accuracy {results['plain'].accuracy:.4f}, "
-                 f"macro-F1 {results['plain'].macro_f1:.4f}\n")
+        extra = (
+            f"- without flip averaging: accuracy {results['plain'].accuracy:.4f}, "
+            f"macro-F1 {results['plain'].macro_f1:.4f}\n"
+        )
     (out / "metrics.md").write_text(title + markdown_table(shown) + extra, encoding="utf-8")
     record = {
-        "model": model_name, "data": faces.source, "images": len(faces),
-        **{mode_name: {**m.summary(),
-                       "per_class": {label: {"precision": round(float(m.precision[i]), 4),
-                                             "recall": round(float(m.recall[i]), 4),
-                                             "f1": round(float(m.f1[i]), 4),
-                                             "support": int(m.support[i])}
-                                     for i, label in enumerate(LABELS)},
-                       "confusion": m.confusion.tolist()}
-           for mode_name, m in results.items()},
+        "model": model_name,
+        "data": faces.source,
+        "images": len(faces),
+        **{
+            mode_name: {
+                **m.summary(),
+                "per_class": {
+                    label: {
+                        "precision": round(float(m.precision[i]), 4),
+                        "recall": round(float(m.recall[i]), 4),
+                        "f1": round(float(m.f1[i]), 4),
+                        "support": int(m.support[i]),
+                    }
+                    for i, label in enumerate(LABELS)
+                },
+                "confusion": m.confusion.tolist(),
+            }
+            for mode_name, m in results.items()
+        },
     }
     (out / "metrics.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     plot_confusion(shown.confusion, out / "confusion.png", f"{model_name} ({mode})")
@@ -79,8 +92,15 @@ def plot_confusion(confusion: np.ndarray, path: Path, title: str) -> None:
     for i in range(len(LABELS)):
         for j in range(len(LABELS)):
             colour = "white" if shares[i, j] > 0.5 else "black"
-            ax.text(j, i, f"{confusion[i, j]}\n{shares[i, j]:.0%}", ha="center", va="center",
-                    fontsize=8, color=colour)
+            ax.text(
+                j,
+                i,
+                f"{confusion[i, j]}\n{shares[i, j]:.0%}",
+                ha="center",
+                va="center",
+                fontsize=8,
+                color=colour,
+            )
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

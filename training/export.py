@@ -46,8 +46,9 @@ class Scores:
         }
 
 
-def calibration_faces(faces: FaceSet, per_class: int = CALIBRATION_PER_CLASS,
-                      seed: int = 0) -> np.ndarray:
+def calibration_faces(
+    faces: FaceSet, per_class: int = CALIBRATION_PER_CLASS, seed: int = 0
+) -> np.ndarray:
     """Pick up to ``per_class`` random faces of every class (all of a rarer class)."""
     rng = np.random.default_rng(seed)
     picks = []
@@ -112,8 +113,16 @@ def training_run(model_path: Path) -> dict:
     return run
 
 
-def export(model, model_path: Path, out: Path, train_set: FaceSet, val_set: FaceSet,
-           data_paths: dict[str, Path], command: str, seed: int = 0) -> dict:
+def export(
+    model,
+    model_path: Path,
+    out: Path,
+    train_set: FaceSet,
+    val_set: FaceSet,
+    data_paths: dict[str, Path],
+    command: str,
+    seed: int = 0,
+) -> dict:
     """Write ``out`` (.tflite) and its ``.json``; return the JSON record.
 
     Both files appear only once everything is measured, each by an atomic rename,
@@ -133,27 +142,40 @@ def export(model, model_path: Path, out: Path, train_set: FaceSet, val_set: Face
     record = {
         "labels": list(LABELS),
         "emoji": {label: EMOJI[label] for label in LABELS},
-        "input": {"shape": [1, FACE_SIZE, FACE_SIZE, 1], "dtype": "int8",
-                  "quantization": details["input"],
-                  "pixels": "grey levels 0-255 (normalised inside the graph)"},
-        "output": {"shape": [1, NUM_CLASSES], "dtype": "int8",
-                   "quantization": details["output"], "meaning": "softmax over labels"},
+        "input": {
+            "shape": [1, FACE_SIZE, FACE_SIZE, 1],
+            "dtype": "int8",
+            "quantization": details["input"],
+            "pixels": "grey levels 0-255 (normalised inside the graph)",
+        },
+        "output": {
+            "shape": [1, NUM_CLASSES],
+            "dtype": "int8",
+            "quantization": details["output"],
+            "meaning": "softmax over labels",
+        },
         "file_bytes": len(tflite),
         "parameters": int(model.count_params()),
         "validation": {
-            "data": _shown(data_paths["val"]), "images": len(val_set),
-            "float": float_scores.summary(), "int8": int8_scores.summary(),
+            "data": _shown(data_paths["val"]),
+            "images": len(val_set),
+            "float": float_scores.summary(),
+            "int8": int8_scores.summary(),
         },
-        "calibration": {"data": _shown(data_paths["train"]), "per_class": CALIBRATION_PER_CLASS,
-                        "seed": seed},
+        "calibration": {
+            "data": _shown(data_paths["train"]),
+            "per_class": CALIBRATION_PER_CLASS,
+            "seed": seed,
+        },
         "data_sha256": {name: file_sha256(path) for name, path in data_paths.items()},
         "command": command,
         "source_model": _shown(model_path),
         "training": training_run(model_path),
     }
     partial_json = partial.with_suffix(".json")
-    partial_json.write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n",
-                            encoding="utf-8")
+    partial_json.write_text(
+        json.dumps(record, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+    )
     os.replace(partial, out)
     os.replace(partial_json, out.with_suffix(".json"))
     return record
@@ -174,16 +196,22 @@ def _quantization(tflite: bytes) -> dict[str, list[float]]:
 
     interpreter = Interpreter(model_content=tflite)
     (detail_in,), (detail_out,) = interpreter.get_input_details(), interpreter.get_output_details()
-    return {name: [float(d["quantization"][0]), int(d["quantization"][1])]
-            for name, d in (("input", detail_in), ("output", detail_out))}
+    return {
+        name: [float(d["quantization"][0]), int(d["quantization"][1])]
+        for name, d in (("input", detail_in), ("output", detail_out))
+    }
 
 
 def comparison_table(record: dict) -> str:
     """Float against int8 validation figures, one metric per line."""
     val = record["validation"]
-    rows = [("accuracy", "accuracy"), ("accuracy, flip-averaged", "accuracy_flip"),
-            ("macro-F1", "macro_f1"), ("macro-F1, flip-averaged", "macro_f1_flip"),
-            ("calibration error", "ece")]
+    rows = [
+        ("accuracy", "accuracy"),
+        ("accuracy, flip-averaged", "accuracy_flip"),
+        ("macro-F1", "macro_f1"),
+        ("macro-F1, flip-averaged", "macro_f1_flip"),
+        ("calibration error", "ece"),
+    ]
     lines = [f"{'validation (' + str(val['images']) + ' faces)':<28}{'float':>8}{'int8':>8}"]
     for name, key in rows:
         lines.append(f"{name:<28}{val['float'][key]:>8.4f}{val['int8'][key]:>8.4f}")

@@ -34,12 +34,16 @@ class Metrics:
 
     def summary(self) -> dict[str, float]:
         """The headline figures, rounded, for JSON files and tables."""
-        return {"accuracy": round(self.accuracy, 4), "macro_f1": round(self.macro_f1, 4),
-                "ece": round(self.ece, 4)}
+        return {
+            "accuracy": round(self.accuracy, 4),
+            "macro_f1": round(self.macro_f1, 4),
+            "ece": round(self.ece, 4),
+        }
 
 
-def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray,
-                     num_classes: int = NUM_CLASSES) -> np.ndarray:
+def confusion_matrix(
+    y_true: np.ndarray, y_pred: np.ndarray, num_classes: int = NUM_CLASSES
+) -> np.ndarray:
     """Return the ``num_classes``² count matrix, rows true class, columns predicted class."""
     y_true, y_pred = np.asarray(y_true, np.int64), np.asarray(y_pred, np.int64)
     flat = np.bincount(y_true * num_classes + y_pred, minlength=num_classes * num_classes)
@@ -57,8 +61,9 @@ def per_class_scores(confusion: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.
     return precision, recall, f1
 
 
-def expected_calibration_error(probs: np.ndarray, y_true: np.ndarray,
-                               bins: int = ECE_BINS) -> float:
+def expected_calibration_error(
+    probs: np.ndarray, y_true: np.ndarray, bins: int = ECE_BINS
+) -> float:
     """Return the ECE: the share-weighted gap between confidence and accuracy per bin.
 
     Confidence is the top probability; bins split [0, 1] into ``bins`` equal
@@ -81,8 +86,9 @@ def compute_metrics(probs: np.ndarray, y_true: np.ndarray) -> Metrics:
     probs = np.asarray(probs, np.float64)
     y_true = np.asarray(y_true, np.int64)
     if probs.ndim != 2 or len(probs) != len(y_true) or len(y_true) == 0:
-        raise ValueError(f"need N×C probabilities for N>0 labels, got {probs.shape} "
-                         f"and {y_true.shape}")
+        raise ValueError(
+            f"need N×C probabilities for N>0 labels, got {probs.shape} and {y_true.shape}"
+        )
     y_pred = probs.argmax(axis=1)
     confusion = confusion_matrix(y_true, y_pred, probs.shape[1])
     precision, recall, f1 = per_class_scores(confusion)
@@ -94,7 +100,11 @@ def compute_metrics(probs: np.ndarray, y_true: np.ndarray) -> Metrics:
         macro_recall=float(recall[seen].mean()),
         macro_f1=float(f1[seen].mean()),
         ece=expected_calibration_error(probs, y_true),
-        precision=precision, recall=recall, f1=f1, support=support, confusion=confusion,
+        precision=precision,
+        recall=recall,
+        f1=f1,
+        support=support,
+        confusion=confusion,
     )
 
 
@@ -102,11 +112,19 @@ def markdown_table(metrics: Metrics, labels: tuple[str, ...] = LABELS) -> str:
     """Per-class precision/recall/F1/support plus the headline figures, as Markdown."""
     lines = ["| class | precision | recall | F1 | support |", "|---|---:|---:|---:|---:|"]
     for i, label in enumerate(labels):
-        lines.append(f"| {label} | {metrics.precision[i]:.3f} | {metrics.recall[i]:.3f} "
-                     f"| {metrics.f1[i]:.3f} | {int(metrics.support[i])} |")
+        lines.append(
+            f"| {label} | {metrics.precision[i]:.3f} | {metrics.recall[i]:.3f} "
+            f"| {metrics.f1[i]:.3f} | {int(metrics.support[i])} |"
+        )
     total = int(metrics.support.sum())
-    lines.append(f"| **macro** | {metrics.macro_precision:.3f} | {metrics.macro_recall:.3f} "
-                 f"| {metrics.macro_f1:.3f} | {total} |")
-    lines += ["", f"- accuracy: **{metrics.accuracy:.4f}**", f"- macro-F1: {metrics.macro_f1:.4f}",
-              f"- expected calibration error ({ECE_BINS} bins): {metrics.ece:.4f}"]
+    lines.append(
+        f"| **macro** | {metrics.macro_precision:.3f} | {metrics.macro_recall:.3f} "
+        f"| {metrics.macro_f1:.3f} | {total} |"
+    )
+    lines += [
+        "",
+        f"- accuracy: **{metrics.accuracy:.4f}**",
+        f"- macro-F1: {metrics.macro_f1:.4f}",
+        f"- expected calibration error ({ECE_BINS} bins): {metrics.ece:.4f}",
+    ]
     return "\n".join(lines) + "\n"

@@ -56,8 +56,14 @@ class IncompatibleWeights(ValueError):
     """``--init-weights`` names a model whose layers differ from the one being built."""
 
 
-def train(config: TrainConfig, train_set: FaceSet, val_set: FaceSet, *, resume: bool = False,
-          command: str = "") -> Path:
+def train(
+    config: TrainConfig,
+    train_set: FaceSet,
+    val_set: FaceSet,
+    *,
+    resume: bool = False,
+    command: str = "",
+) -> Path:
     """Train (or resume) a run; return the path of the best model."""
     import keras
     import tensorflow as tf
@@ -94,18 +100,28 @@ def train(config: TrainConfig, train_set: FaceSet, val_set: FaceSet, *, resume: 
     train_ds = _train_dataset(train_set, config, steps_per_epoch, start_epoch, tf)
     val_x = val_set.x[..., None].astype(np.float32)
     val_y = keras.utils.to_categorical(val_set.y, len(LABELS))
-    deadline = (time.monotonic() + 60 * config.time_budget_minutes
-                if config.time_budget_minutes else math.inf)
+    deadline = (
+        time.monotonic() + 60 * config.time_budget_minutes
+        if config.time_budget_minutes
+        else math.inf
+    )
 
     from training.progress import RichProgress
 
-    with RichProgress(config.epochs, steps_per_epoch, start_epoch,
-                      batch_size=config.batch_size) as progress:
+    with RichProgress(
+        config.epochs, steps_per_epoch, start_epoch, batch_size=config.batch_size
+    ) as progress:
         for epoch in range(start_epoch, config.epochs):
             started = time.monotonic()
-            fit = model.fit(train_ds, epochs=epoch + 1, initial_epoch=epoch,
-                            steps_per_epoch=steps_per_epoch, verbose=0, shuffle=False,
-                            callbacks=[progress.callback()])  # the dataset shuffles
+            fit = model.fit(
+                train_ds,
+                epochs=epoch + 1,
+                initial_epoch=epoch,
+                steps_per_epoch=steps_per_epoch,
+                verbose=0,
+                shuffle=False,
+                callbacks=[progress.callback()],
+            )  # the dataset shuffles
             val_loss, val_acc = model.evaluate(val_x, val_y, batch_size=512, verbose=0)
             seconds = time.monotonic() - started
             row = {
@@ -125,8 +141,7 @@ def train(config: TrainConfig, train_set: FaceSet, val_set: FaceSet, *, resume: 
             _write_history(out / "history.csv", history)
             progress.epoch_done(row, best_val)
             if time.monotonic() + seconds > deadline and epoch + 1 < config.epochs:
-                progress.say(f"time budget reached after epoch {epoch + 1}; "
-                             f"continue with --resume")
+                progress.say(f"time budget reached after epoch {epoch + 1}; continue with --resume")
                 break
     plot_curves(history, out / "curves.png")
     return best_path
@@ -162,8 +177,9 @@ def _optimizer(config: TrainConfig, steps_per_epoch: int):
     return keras.optimizers.AdamW(learning_rate=schedule, weight_decay=config.weight_decay)
 
 
-def _train_dataset(train_set: FaceSet, config: TrainConfig, steps_per_epoch: int,
-                   start_epoch: int, tf):
+def _train_dataset(
+    train_set: FaceSet, config: TrainConfig, steps_per_epoch: int, start_epoch: int, tf
+):
     """An endless shuffled, augmented stream of batches (the epoch count seeds the order)."""
     from training.augment import augment_batch
 
@@ -184,8 +200,9 @@ def _train_dataset(train_set: FaceSet, config: TrainConfig, steps_per_epoch: int
     return ds.map(augment, num_parallel_calls=tf.data.AUTOTUNE).prefetch(2)
 
 
-def _write_config(out: Path, config: TrainConfig, train_set: FaceSet, val_set: FaceSet,
-                  command: str) -> None:
+def _write_config(
+    out: Path, config: TrainConfig, train_set: FaceSet, val_set: FaceSet, command: str
+) -> None:
     import keras
     import tensorflow as tf
 
@@ -193,13 +210,23 @@ def _write_config(out: Path, config: TrainConfig, train_set: FaceSet, val_set: F
         "command": command or " ".join(sys.argv),
         "config": asdict(config),
         "data": {
-            "train": {"source": train_set.source, "images": len(train_set),
-                      "sha256": _maybe_sha256(config.data)},
-            "val": {"source": val_set.source, "images": len(val_set),
-                    "sha256": _maybe_sha256(config.val)},
+            "train": {
+                "source": train_set.source,
+                "images": len(train_set),
+                "sha256": _maybe_sha256(config.data),
+            },
+            "val": {
+                "source": val_set.source,
+                "images": len(val_set),
+                "sha256": _maybe_sha256(config.val),
+            },
         },
-        "versions": {"python": platform.python_version(), "tensorflow": tf.__version__,
-                     "keras": keras.__version__, "numpy": np.__version__},
+        "versions": {
+            "python": platform.python_version(),
+            "tensorflow": tf.__version__,
+            "keras": keras.__version__,
+            "numpy": np.__version__,
+        },
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     (out / "config.json").write_text(json.dumps(record, indent=2) + "\n")
