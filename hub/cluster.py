@@ -210,6 +210,8 @@ class MirrorRoom(Room):
 
     ``pos`` is the last event applied (None until the first); ``seq`` the last
     message delivered; ``everyone`` the members on all hubs after that event.
+    It is a :class:`~hub.rooms.Room` for the code it shares with the single
+    hub (``client.room``); history, dedup and membership live in the engine.
     """
 
     def __init__(self, name: str) -> None:
@@ -256,7 +258,6 @@ class ClusterHub(Hub):
         self.hub_id = hub_id
         self.rooms: dict[str, MirrorRoom] = {}  # type: ignore[assignment]
         self._conns = itertools.count(1)
-        self._conn_of: dict[Client, str] = {}
 
     # --- from the socket layer ---------------------------------------------------
 
