@@ -1,0 +1,112 @@
+"""The hub's post script through redis-py: one call each against one pipeline per batch.
+
+    .venv/bin/python bench/redis_pipeline_bench.py [--senders 50] [--messages 100]
+
+Why ``hub/redis_engine.py`` pipelines the scripts of one event-loop turn:
+``senders`` concurrent callers each post ``messages`` times, first as separate
+awaited calls (what the engine did before), then as one pipeline per round of
+``senders`` calls (what it does now), on a throwaway ``redis-server``. Prints
+this process's CPU per post (redis-py's share of a hub's cost) and posts/s,
+each mode run twice in alternation; the ratio is from the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import socket
+import statistics
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+
+import redis.asyncio as aioredis  # noqa: E402
+from redis_bench_support import RedisProcess  # noqa: E402
+
+from hub.redis_engine import _POST  # noqa: E402
+
+HEAD, TAIL = '{"type":"message","room":"r","seq":', ',"id":"x","text":"hello"}'
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def post_args(sender: int, n: int) -> list[Any]:
+    return ["bench:", f"room{sender}", "ana", f"m{n}", HEAD, TAIL, 10_000, "c", ""]
+
+
+async def run_mode(
+    client: aioredis.Redis, sha: str, mode: str, senders: int, messages: int
+) -> tuple[float, float]:
+    """Return (CPU µs per post, posts per second) for one mode."""
+
+    async def one_by_one(sender: int) -> None:
+        for n in range(messages):
+            await client.evalsha(sha, 0, *post_args(sender, n))
+
+    await client.flushdb()
+    cpu, wall = time.process_time(), time.perf_counter()
+    if mode == "separate calls":
+        await asyncio.gather(*(one_by_one(s) for s in range(senders)))
+    else:
+        for n in range(messages):
+            pipe = client.pipeline(transaction=False)
+            for sender in range(senders):
+                pipe.evalsha(sha, 0, *post_args(sender, n))
+            await pipe.execute()
+    posts = senders * messages
+    return 1e6 * (time.process_time() - cpu) / posts, posts / (time.perf_counter() - wall)
+
+
+async def main_async(args: argparse.Namespace) -> None:
+    server = RedisProcess(free_port())
+    try:
+        server.wait_ready()
+        pool = aioredis.BlockingConnectionPool.from_url(
+            server.url, max_connections=32, decode_responses=True
+        )
+        client = aioredis.Redis(connection_pool=pool)
+        sha = await client.script_load(_POST)
+        results: dict[str, list[tuple[float, float]]] = {"separate calls": [], "pipelined": []}
+        for _ in range(2):
+            for mode in results:
+                results[mode].append(await run_mode(client, sha, mode, args.senders, args.messages))
+        await client.aclose()
+    finally:
+        server.stop()
+    print(f"{args.senders} senders × {args.messages} posts each of the hub's post script")
+    print()
+    print("| mode | client CPU µs/post | posts/s |")
+    print("|---|---:|---:|")
+    medians = {}
+    for mode, runs in results.items():
+        cpu = statistics.median(r[0] for r in runs)
+        rate = statistics.median(r[1] for r in runs)
+        medians[mode] = (cpu, rate)
+        print(f"| {mode} | {cpu:.0f} | {rate:,.0f} |")
+    (cpu_a, rate_a), (cpu_b, rate_b) = medians["separate calls"], medians["pipelined"]
+    print()
+    print(
+        f"pipelined vs separate calls: {cpu_a / cpu_b:.1f}× less CPU per post,"
+        f" {rate_b / rate_a:.1f}× the posts/s"
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--senders", type=int, default=50)
+    parser.add_argument("--messages", type=int, default=100)
+    asyncio.run(main_async(parser.parse_args(argv)))
+
+
+if __name__ == "__main__":
+    main()
