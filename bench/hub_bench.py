@@ -47,7 +47,6 @@ import functools
 import gc
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -59,7 +58,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.redis_bench_support import RedisProcess  # noqa: E402
+from bench.redis_bench_support import RedisProcess, free_port  # noqa: E402
 from hub import protocol  # noqa: E402
 
 PEER_VENV = REPO / ".bench-venv-socketio"
@@ -78,12 +77,6 @@ def ensure_peer_venv() -> Path:
         subprocess.run([sys.executable, "-m", "venv", str(PEER_VENV)], check=True)
         subprocess.run([str(python), "-m", "pip", "install", "--quiet", *PEER_PACKAGES], check=True)
     return python
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 #: fer-hub's ``--loop``; ``--hub-loop`` sets it, to compare uvloop with asyncio.

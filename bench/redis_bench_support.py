@@ -20,6 +20,13 @@ from typing import Any
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
+def free_port() -> int:
+    """A port nothing listens on at 127.0.0.1 right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 class RedisProcess:
     """One ``redis-server`` on ``port``, its data in a directory removed by :meth:`stop`."""
 

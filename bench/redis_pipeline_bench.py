@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import socket
 import statistics
 import sys
 import time
@@ -27,17 +26,11 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
 import redis.asyncio as aioredis  # noqa: E402
-from redis_bench_support import RedisProcess  # noqa: E402
+from redis_bench_support import RedisProcess, free_port  # noqa: E402
 
 from hub.redis_engine import _POST  # noqa: E402
 
 HEAD, TAIL = '{"type":"message","room":"r","seq":', ',"id":"x","text":"hello"}'
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def post_args(sender: int, n: int) -> list[Any]:
