@@ -168,3 +168,13 @@ def test_a_real_process_prints_one_line_on_stderr(tmp_path):
     assert result.stdout == ""
     expected = f"error: {faces}: the 'val' split holds no images"
     assert result.stderr.strip().splitlines() == [expected]
+
+
+def test_train_teacher_missing_or_of_the_wrong_shape(tmp_path, good_npz):
+    result = run_cli(*train_args(good_npz, good_npz, tmp_path, "--teacher", tmp_path / "t.keras"))
+    assert_one_line_error(result, "--teacher: no such model")
+    teacher = tmp_path / "five.keras"
+    _keras_model(teacher, 48, 5)
+    result = run_cli(*train_args(good_npz, good_npz, tmp_path, "--teacher", teacher))
+    assert_one_line_error(result, "model output must be (None, 7)")
+    assert not (tmp_path / "run").exists()

@@ -169,7 +169,45 @@ def test_init_weights_starts_a_new_run_from_learnt_weights(trained, tmp_path):
         run / "best.keras",
     )
     assert wrong.exit_code == 2
-    assert "do not match" in wrong.output
+    assert "do not fit" in wrong.output
+
+
+def test_init_weights_narrows_a_wider_model_and_a_teacher_guides_it(trained, tmp_path):
+    """A narrower run starts from the trained one's strongest channels and learns from it."""
+    run, train_npz, val_npz = trained
+    narrow = ",".join(str(int(w) * 3 // 4) for w in TINY_WIDTHS.split(","))
+    result = run_cli(
+        "train",
+        "--data",
+        train_npz,
+        "--val",
+        val_npz,
+        "--out",
+        tmp_path / "narrow",
+        "--epochs",
+        2,
+        "--batch-size",
+        32,
+        "--widths",
+        narrow,
+        "--convs-per-stage",
+        1,
+        "--learning-rate",
+        3e-3,
+        "--warmup-epochs",
+        0,
+        "--init-weights",
+        run / "best.keras",
+        "--teacher",
+        run / "best.keras",
+        "--distill-weight",
+        0.3,
+    )
+    assert result.exit_code == 0, result.output
+    config = json.loads((tmp_path / "narrow" / "config.json").read_text())["config"]
+    assert config["widths"] == [int(w) for w in narrow.split(",")]
+    assert config["teacher"] == str(run / "best.keras") and config["distill_weight"] == 0.3
+    assert read_history(tmp_path / "narrow")[-1]["val_accuracy"] > 0.6
 
 
 @pytest.fixture(scope="module")

@@ -70,9 +70,20 @@ def train(
     init_weights: Annotated[
         Path | None,
         typer.Option(
-            help="Start a new run from this .keras model's weights (fresh optimiser and schedule)."
+            help="Start a new run from this .keras model's weights (fresh optimiser and "
+            "schedule); a wider model is narrowed to --widths, keeping its strongest channels."
         ),
     ] = None,
+    teacher: Annotated[
+        Path | None,
+        typer.Option(
+            help="Distil from this .keras/.tflite model: its flip-averaged probabilities "
+            "are mixed into the labels."
+        ),
+    ] = None,
+    distill_weight: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="The teacher's share of each target.")
+    ] = 0.5,
 ) -> None:
     """Train the classifier on FER2013 and keep the epoch with the best validation accuracy."""
     from training.train import IncompatibleWeights, TrainConfig
@@ -97,6 +108,8 @@ def train(
             if not resume
             else "--init-weights starts a new run; it cannot be combined with --resume"
         )
+    if teacher is not None:
+        _check_teacher(teacher)
     config = TrainConfig(
         data=str(data),
         val=str(val),
@@ -114,6 +127,8 @@ def train(
         time_budget_minutes=time_budget,
         max_steps_per_epoch=max_steps_per_epoch,
         init_weights=str(init_weights) if init_weights else None,
+        teacher=str(teacher) if teacher else None,
+        distill_weight=distill_weight,
     )
     err.print(
         f"train: {len(train_set)} faces from {train_set.source}; "
@@ -130,6 +145,19 @@ def train(
     except IncompatibleWeights as exc:
         fail(str(exc))
     err.print(f"best model: {best}")
+
+
+def _check_teacher(path: Path) -> None:
+    """Fail early, before any output, on a --teacher that is missing or not 48×48×1 → 7."""
+    from fer_tui.classifier import ModelError
+    from training.predict import load_predictor
+
+    if not path.is_file():
+        fail(f"--teacher: no such model {path}")
+    try:
+        load_predictor(path)
+    except ModelError as exc:
+        fail(f"--teacher: {exc}")
 
 
 @app.command()

@@ -49,11 +49,13 @@ class TrainConfig:
     time_budget_minutes: float | None = None
     max_steps_per_epoch: int | None = None
     init_weights: str | None = None
+    teacher: str | None = None
+    distill_weight: float = 0.5
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
 
 class IncompatibleWeights(ValueError):
-    """``--init-weights`` names a model whose layers differ from the one being built."""
+    """``--init-weights`` or ``--teacher`` names a model that cannot serve the run."""
 
 
 def train(
@@ -70,6 +72,7 @@ def train(
 
     from training.model import build_model
 
+    targets = _targets(train_set, config)  # first: a bad --teacher leaves no run behind
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(config.seed)
@@ -97,7 +100,7 @@ def train(
     start_epoch = len(history)
     best_val = max((row["val_accuracy"] for row in history), default=-1.0)
 
-    train_ds = _train_dataset(train_set, config, steps_per_epoch, start_epoch, tf)
+    train_ds = _train_dataset(train_set, targets, config, steps_per_epoch, start_epoch, tf)
     val_x = val_set.x[..., None].astype(np.float32)
     val_y = keras.utils.to_categorical(val_set.y, len(LABELS))
     deadline = (
@@ -151,15 +154,45 @@ def _warm_start(model, source: Path) -> None:
     """Copy another run's weights into ``model``: a new schedule on learnt features.
 
     Lets a later session continue an earlier one's model with a fresh cosine
-    cycle (a warm restart) when the earlier schedule has already ended.
+    cycle (a warm restart) when the earlier schedule has already ended. A
+    donor with the same layers but more channels is narrowed to ``model``'s
+    widths (:mod:`training.narrow`), so a faster net starts from a trained one.
     """
     import keras
 
-    donor = keras.models.load_model(source, compile=False)
-    shapes = [w.shape for w in model.get_weights()]
-    if [w.shape for w in donor.get_weights()] != shapes:
-        raise IncompatibleWeights(f"{source}: its layers do not match --widths/--convs-per-stage")
-    model.set_weights(donor.get_weights())
+    from training.narrow import NarrowingError, narrow_weights
+
+    donor = keras.models.load_model(source, compile=False).get_weights()
+    shapes = [tuple(w.shape) for w in model.get_weights()]
+    if [tuple(w.shape) for w in donor] != shapes:
+        try:
+            donor = narrow_weights(donor, shapes)
+        except NarrowingError as exc:
+            raise IncompatibleWeights(
+                f"{source}: its layers do not fit --widths/--convs-per-stage ({exc})"
+            ) from None
+    model.set_weights(donor)
+
+
+def _targets(train_set: FaceSet, config: TrainConfig) -> np.ndarray:
+    """Training targets: one-hot labels, mixed with a teacher's probabilities if there is one.
+
+    Distillation from a stronger (or wider) net's soft labels tells the student
+    which wrong classes are plausible for each face; the teacher's view is
+    averaged over each face and its mirror image, since augmentation flips.
+    """
+    targets = np.eye(len(LABELS), dtype=np.float32)[train_set.y]
+    if not config.teacher:
+        return targets
+    from fer_tui.classifier import ModelError
+    from training.predict import load_predictor, predict_probs
+
+    try:
+        teacher = load_predictor(config.teacher)
+    except ModelError as exc:
+        raise IncompatibleWeights(f"--teacher: {exc}") from None
+    soft = predict_probs(teacher, train_set.x, flip=True).astype(np.float32)
+    return (1.0 - config.distill_weight) * targets + config.distill_weight * soft
 
 
 def _optimizer(config: TrainConfig, steps_per_epoch: int):
@@ -178,13 +211,18 @@ def _optimizer(config: TrainConfig, steps_per_epoch: int):
 
 
 def _train_dataset(
-    train_set: FaceSet, config: TrainConfig, steps_per_epoch: int, start_epoch: int, tf
+    train_set: FaceSet,
+    targets: np.ndarray,
+    config: TrainConfig,
+    steps_per_epoch: int,
+    start_epoch: int,
+    tf,
 ):
     """An endless shuffled, augmented stream of batches (the epoch count seeds the order)."""
     from training.augment import augment_batch
 
     x = train_set.x[..., None]
-    y = tf.one_hot(train_set.y, len(LABELS))
+    y = targets
     seed = config.seed + 1000 * start_epoch  # a resumed run does not replay old batches
     ds = tf.data.Dataset.from_tensor_slices((x, y))
     ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True).repeat()
