@@ -3,28 +3,16 @@
 One random affine transform per face (flip, rotation, scale, shift) in a single
 resampling, then brightness/contrast jitter and random erasing. All of it works
 on 0–255 grey levels, the same range the model takes at inference.
+``training.augment_torch`` is the same on a GPU without TensorFlow.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import tensorflow as tf
 
-
-@dataclass(frozen=True)
-class AugmentConfig:
-    """How strong each augmentation is; zeros turn one off."""
-
-    max_rotation_deg: float = 10.0
-    max_shift: float = 0.1  # fraction of the side
-    max_zoom: float = 0.12  # scale in [1 - z, 1 + z]
-    flip: bool = True
-    max_brightness: float = 25.0  # grey levels
-    max_contrast: float = 0.25  # factor in [1 - c, 1 + c]
-    erase_prob: float = 0.25
-    erase_area: tuple[float, float] = (0.02, 0.2)
+from training.augment_config import AugmentConfig
 
 
 def augment_batch(images: tf.Tensor, config: AugmentConfig, seed: tf.Tensor) -> tf.Tensor:

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from fer_tui.emotions import LABELS
-from training.augment import AugmentConfig
+from training.augment_config import AugmentConfig
 from training.data import FaceSet, file_sha256
 
 HISTORY_FIELDS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds")
@@ -141,7 +141,7 @@ def train(
             if val_acc > best_val:
                 best_val = val_acc
                 model.save(best_path)
-            _write_history(out / "history.csv", history)
+            write_history(out / "history.csv", history)
             progress.epoch_done(row, best_val)
             if time.monotonic() + seconds > deadline and epoch + 1 < config.epochs:
                 progress.say(f"time budget reached after epoch {epoch + 1}; continue with --resume")
@@ -281,7 +281,7 @@ def _read_history(path: Path) -> list[dict]:
         return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(handle)]
 
 
-def _write_history(path: Path, history: list[dict]) -> None:
+def write_history(path: Path, history: list[dict]) -> None:
     with path.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=HISTORY_FIELDS)
         writer.writeheader()
