@@ -1,0 +1,78 @@
+"""The GPU trainer (``training.gpu``): schedule, layouts and records, without torch.
+
+Its torch parts are tested in ``test_training_gpu_torch.py``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import subprocess
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import pytest
+import typer
+
+from training.augment_config import AugmentConfig
+from training.gpu import FitConfig, config_from_json, learning_rate_at, parse_layout
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_importing_it_leaves_the_keras_backend_alone():
+    # Only the entry point picks torch; an import (as here, beside TensorFlow tests) must not.
+    code = "import os, training.gpu; print(os.environ.get('KERAS_BACKEND'))"
+    env = {k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "None"
+
+
+def test_schedule_warms_up_then_anneals_to_one_percent():
+    config = FitConfig("m", (8,), (1,), seconds=10, learning_rate=1e-3, warmup_fraction=0.1)
+    assert learning_rate_at(0.0, config) == pytest.approx(1e-4)
+    assert learning_rate_at(0.1, config) == pytest.approx(1e-3)
+    assert learning_rate_at(1.0, config) == pytest.approx(1e-5)
+    after_warmup = [learning_rate_at(p, config) for p in np.linspace(0.1, 1.0, 50)]
+    assert all(a >= b for a, b in itertools.pairwise(after_warmup))
+    assert learning_rate_at(1.5, config) == pytest.approx(1e-5)  # past the budget: stays low
+
+
+def test_layouts_parse_and_bad_ones_are_refused():
+    assert parse_layout("64,128,256,512/2") == ((64, 128, 256, 512), (2, 2, 2, 2))
+    assert parse_layout("32,48/1,2") == ((32, 48), (1, 2))
+    assert parse_layout("16,32") == ((16, 32), (2, 2))
+    with pytest.raises(typer.BadParameter, match="one convolution count per width"):
+        parse_layout("16,32,64/1,2")
+
+
+def test_a_worker_gets_back_the_config_it_was_sent():
+    config = FitConfig(
+        "student-1",
+        (32, 48, 96, 192),
+        (1, 2, 2, 2),
+        seconds=5,
+        teachers=("a.keras", "b.keras"),
+        augment=AugmentConfig(erase_prob=0.5),
+    )
+    assert config_from_json(json.dumps(asdict(config))) == config
+
+
+def test_results_kept_leave_out_teachers_weights_and_last_checkpoints(tmp_path):
+    from training.gpu import _worth_keeping
+
+    kept = {
+        "teacher-1/best.keras": False,
+        "teacher-1/history.csv": True,
+        "student-2/best.keras": True,
+        "student-2/last.keras": False,
+        "student-2/curves.png": True,
+        "summary.json": True,
+    }
+    for name, expected in kept.items():
+        assert _worth_keeping(tmp_path / name) is expected, name

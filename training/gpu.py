@@ -1,0 +1,429 @@
+"""Train on a CUDA GPU: wide teachers, then small students distilled from them.
+
+``python -m training.gpu run --data train.npz --val val.npz --out DIR`` trains
+the teachers side by side, then the students side by side, each as its own
+process sharing the one GPU, and leaves in ``DIR/<name>/`` the same records as
+``fer-model train`` (``best.keras``, ``history.csv``, ``curves.png``,
+``config.json``). ``fer-model export`` turns a student's ``best.keras`` into
+the shipped int8 model on any machine.
+
+The lent GPU machines have PyTorch but no TensorFlow, so this runs Keras 3 on
+its torch backend with the same :func:`training.model.build_model`; a
+``.keras`` file does not depend on the backend that wrote it. Three things
+differ from the CPU loop in :mod:`training.train`, because on a GPU a step is
+cheap and Python is not:
+
+- augmentation runs on the GPU (:mod:`training.augment_torch`, the same
+  :class:`~training.augment_config.AugmentConfig`);
+- distillation is online: each step a student matches the teachers' mean
+  probabilities on the very faces it sees, augmented ("consistent teaching",
+  Beyer et al. 2022, where students gain from long schedules);
+- schedules run on wall-clock time: the learning rate follows a cosine over
+  ``--seconds``, so a run on a time-limited machine ends on time and anneals
+  fully whatever the card's speed.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import platform
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import typer
+
+from fer_tui.emotions import NUM_CLASSES
+from training.augment_config import AugmentConfig
+
+app = typer.Typer(add_completion=False, help=__doc__.split("\n\n")[0])
+
+
+@dataclass
+class FitConfig:
+    """One model's run: its layout, its schedule and, for a student, its teachers."""
+
+    name: str
+    widths: tuple[int, ...]
+    convs_per_stage: tuple[int, ...]
+    seconds: float
+    batch_size: int = 128
+    learning_rate: float = 1e-3
+    weight_decay: float = 0.05
+    warmup_fraction: float = 0.03
+    label_smoothing: float = 0.1
+    dropout: float = 0.4
+    seed: int = 1
+    teachers: tuple[str, ...] = ()
+    distill_weight: float = 0.8
+    init_weights: str | None = None
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+
+def learning_rate_at(progress: float, config: FitConfig) -> float:
+    """Linear warm-up from a tenth of the peak, then a cosine down to 1 % of it."""
+    peak = config.learning_rate
+    if progress < config.warmup_fraction:
+        return peak * (0.1 + 0.9 * progress / config.warmup_fraction)
+    rest = (progress - config.warmup_fraction) / (1.0 - config.warmup_fraction)
+    return peak * (0.01 + 0.99 * 0.5 * (1.0 + math.cos(math.pi * min(rest, 1.0))))
+
+
+def fit(
+    config: FitConfig, data: str, val: str, out: Path, copy_best_to: Path | None = None
+) -> Path:
+    """Train one model for ``config.seconds``; return the path of its ``best.keras``.
+
+    ``copy_best_to`` also receives each new best model as soon as it is saved,
+    so a machine taken back mid-run still leaves the best so far there.
+    """
+    import keras
+    import torch
+
+    from training.augment_torch import augment_batch
+    from training.data import load_faces
+    from training.model import build_model
+    from training.train import plot_curves, write_history
+
+    out.mkdir(parents=True, exist_ok=True)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    torch.backends.cudnn.benchmark = True
+    keras.utils.set_random_seed(config.seed)
+    generator = torch.Generator(device=device).manual_seed(config.seed)
+
+    train_set, val_set = load_faces(data, "train"), load_faces(val, "val")
+    x_train = torch.as_tensor(train_set.x, device=device)
+    y_train = torch.as_tensor(train_set.y, device=device)
+    x_val = torch.as_tensor(val_set.x, device=device)
+    y_val = torch.as_tensor(val_set.y, device=device)
+
+    model = build_model(config.widths, config.convs_per_stage, config.dropout)
+    if config.init_weights:
+        model.set_weights(keras.models.load_model(config.init_weights, compile=False).get_weights())
+    teachers = [keras.models.load_model(path, compile=False) for path in config.teachers]
+    params = [v.value for v in model.trainable_variables]
+    optimizer = torch.optim.AdamW(
+        params, lr=config.learning_rate, weight_decay=config.weight_decay, fused=device == "cuda"
+    )
+    ensemble_acc = _evaluate(_Ensemble(teachers), x_val, y_val)[1] if teachers else None
+    _write_run_config(out, config, data, val, device, ensemble_acc)
+
+    steps_per_epoch = len(train_set) // config.batch_size
+    history: list[dict] = []
+    best_val, best_path = -1.0, out / "best.keras"
+    started = time.monotonic()
+    epoch = 0
+    while time.monotonic() - started < config.seconds:
+        epoch += 1
+        epoch_started = time.monotonic()
+        order = torch.randperm(len(train_set), device=device, generator=generator)
+        loss_sum = torch.zeros((), device=device)
+        correct = torch.zeros((), device=device)
+        seen = 0
+        for step in range(steps_per_epoch):
+            progress = (time.monotonic() - started) / config.seconds
+            if progress >= 1.0:
+                break
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate_at(progress, config)
+            index = order[step * config.batch_size : (step + 1) * config.batch_size]
+            faces = augment_batch(x_train[index, None].float(), config.augment, generator)
+            faces = faces.permute(0, 2, 3, 1)  # N×H×W×1, as the Keras model takes them
+            target = _targets(y_train[index], faces, teachers, config)
+            probs = model(faces, training=True)
+            loss = -(target * torch.log(probs.clamp_min(1e-7))).sum(dim=1).mean()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            loss_sum += loss.detach() * len(index)
+            correct += (probs.argmax(dim=1) == y_train[index]).sum()
+            seen += len(index)
+        if seen == 0:
+            break
+        val_loss, val_acc = _evaluate(model, x_val, y_val)
+        row = {
+            "epoch": epoch,
+            "loss": float(loss_sum) / seen,
+            "accuracy": float(correct) / seen,
+            "val_loss": val_loss,
+            "val_accuracy": val_acc,
+            "lr": optimizer.param_groups[0]["lr"],
+            "seconds": round(time.monotonic() - epoch_started, 1),
+        }
+        history.append(row)
+        if val_acc > best_val:
+            best_val = val_acc
+            model.save(best_path)
+            if copy_best_to:
+                shutil.copyfile(best_path, copy_best_to)
+        write_history(out / "history.csv", history)
+        print(f"{config.name} epoch {epoch}: " + json.dumps(row), flush=True)
+    model.save(out / "last.keras")
+    plot_curves(history, out / "curves.png")
+    return best_path
+
+
+def _targets(labels, faces, teachers, config: FitConfig):
+    """Smoothed one-hot labels, mixed with the teachers' mean probabilities on ``faces``."""
+    import torch
+
+    smooth = config.label_smoothing
+    target = torch.full((len(labels), NUM_CLASSES), smooth / NUM_CLASSES, device=faces.device)
+    target.scatter_(1, labels[:, None], 1.0 - smooth + smooth / NUM_CLASSES)
+    if not teachers:
+        return target
+    with torch.no_grad():
+        soft = _Ensemble(teachers)(faces, training=False)
+    return (1.0 - config.distill_weight) * target + config.distill_weight * soft
+
+
+class _Ensemble:
+    """Mean probabilities of several models, callable like one."""
+
+    def __init__(self, models) -> None:
+        self.models = models
+
+    def __call__(self, faces, training: bool = False):
+        import torch
+
+        return torch.stack([m(faces, training=training) for m in self.models]).mean(dim=0)
+
+
+def _evaluate(model, faces, labels, batch_size: int = 1024) -> tuple[float, float]:
+    """Validation loss (plain cross-entropy) and accuracy, in inference mode."""
+    import torch
+
+    loss, correct = 0.0, 0
+    with torch.no_grad():
+        for start in range(0, len(labels), batch_size):
+            batch = faces[start : start + batch_size, :, :, None].float()
+            probs = model(batch, training=False)
+            truth = labels[start : start + batch_size]
+            picked = probs.gather(1, truth[:, None]).clamp_min(1e-7)
+            loss += float(-torch.log(picked).sum())
+            correct += int((probs.argmax(dim=1) == truth).sum())
+    return loss / len(labels), correct / len(labels)
+
+
+def _write_run_config(
+    out: Path, config: FitConfig, data: str, val: str, device: str, ensemble_acc: float | None
+) -> None:
+    import keras
+    import torch
+
+    from training.data import file_sha256
+
+    record = {
+        "command": shlex.join([sys.executable, "-m", "training.gpu", *sys.argv[1:]]),
+        "config": asdict(config),
+        "data": {"train": file_sha256(data), "val": file_sha256(val)},
+        "teacher_ensemble_val_accuracy": ensemble_acc,
+        "device": torch.cuda.get_device_name() if device == "cuda" else platform.processor(),
+        "versions": {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "keras": keras.__version__,
+            "keras_backend": keras.backend.backend(),
+            "numpy": np.__version__,
+        },
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    (out / "config.json").write_text(json.dumps(record, indent=2) + "\n")
+
+
+def parse_layout(text: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """``"64,128,256,512/2,2,2,2"`` → widths and convolutions per stage."""
+    widths, _, convs = text.partition("/")
+    parsed = (
+        tuple(int(w) for w in widths.split(",")),
+        tuple(int(c) for c in (convs or "2").split(",")),
+    )
+    if len(parsed[1]) == 1:
+        parsed = (parsed[0], parsed[1] * len(parsed[0]))
+    if len(parsed[0]) != len(parsed[1]):
+        raise typer.BadParameter(f"{text!r}: one convolution count per width")
+    return parsed
+
+
+def config_from_json(text: str) -> FitConfig:
+    """The :class:`FitConfig` that ``json.dumps(asdict(config))`` wrote (tuples restored)."""
+    raw = json.loads(text)
+    augment = {k: tuple(v) if isinstance(v, list) else v for k, v in raw["augment"].items()}
+    raw["augment"] = AugmentConfig(**augment)
+    for key in ("widths", "convs_per_stage", "teachers"):
+        raw[key] = tuple(raw[key])
+    return FitConfig(**raw)
+
+
+@app.command("fit")
+def fit_command(
+    config_json: Annotated[str, typer.Option(help="A FitConfig as JSON.")],
+    data: Annotated[str, typer.Option()],
+    val: Annotated[str, typer.Option()],
+    out: Annotated[Path, typer.Option()],
+    copy_best_to: Annotated[Path | None, typer.Option()] = None,
+) -> None:
+    """Train one model (the worker that ``run`` starts per model)."""
+    fit(config_from_json(config_json), data, val, out, copy_best_to)
+
+
+@app.command("run")
+def run_command(
+    data: Annotated[str, typer.Option(help="Training faces (.npz, fer2013.csv or folders).")],
+    val: Annotated[str, typer.Option(help="Validation faces, for choosing each best epoch.")],
+    out: Annotated[Path, typer.Option(help="Run directory; one folder per model.")],
+    teacher: Annotated[
+        list[str], typer.Option(help="A teacher layout, WIDTHS/CONVS; repeat for an ensemble.")
+    ] = ["64,128,256,512/2,2,2,2"],  # noqa: B006 (typer reads the default)
+    student: Annotated[
+        list[str], typer.Option(help="A student layout, WIDTHS/CONVS; repeat to train several.")
+    ] = ["32,48,96,192/1,2,2,2"],  # noqa: B006
+    teacher_seconds: Annotated[
+        float, typer.Option(help="Wall-clock budget of each teacher.")
+    ] = 300,
+    student_seconds: Annotated[
+        float, typer.Option(help="Wall-clock budget of each student.")
+    ] = 200,
+    teacher_lr: Annotated[float, typer.Option()] = 1e-3,
+    student_lr: Annotated[float, typer.Option()] = 2e-3,
+    student_batch: Annotated[int, typer.Option()] = 256,
+    teacher_erase: Annotated[float, typer.Option(help="Random-erasing share for teachers.")] = 0.5,
+    distill_weight: Annotated[float, typer.Option()] = 0.8,
+    student_init: Annotated[
+        list[str], typer.Option(help="Start student K from this .keras ('-' for none).")
+    ] = [],  # noqa: B006
+    seed: Annotated[int, typer.Option()] = 1,
+    keep: Annotated[
+        Path | None,
+        typer.Option(help="Also copy results here as they arrive: few files, none over 16 MB."),
+    ] = None,
+) -> None:
+    """Train the teachers in parallel, then the students distilled from their ensemble."""
+    out.mkdir(parents=True, exist_ok=True)
+    teachers = [
+        FitConfig(
+            name=f"teacher-{k}",
+            widths=widths,
+            convs_per_stage=convs,
+            seconds=teacher_seconds,
+            learning_rate=teacher_lr,
+            seed=seed + k,
+            augment=AugmentConfig(erase_prob=teacher_erase),
+        )
+        for k, (widths, convs) in enumerate(map(parse_layout, teacher), start=1)
+    ]
+    _run_parallel(teachers, data, val, out)
+    teacher_paths = tuple(
+        str(path) for t in teachers if (path := out / t.name / "best.keras").exists()
+    )
+    if keep:
+        _keep_teachers(teacher_paths, keep)
+    inits = student_init + ["-"] * (len(student) - len(student_init))
+    students = [
+        FitConfig(
+            name=f"student-{k}",
+            widths=widths,
+            convs_per_stage=convs,
+            seconds=student_seconds,
+            batch_size=student_batch,
+            learning_rate=student_lr,
+            label_smoothing=0.05,
+            seed=seed + 100 + k,
+            teachers=teacher_paths,
+            distill_weight=distill_weight,
+            init_weights=None if init == "-" else init,
+        )
+        for k, ((widths, convs), init) in enumerate(
+            zip(map(parse_layout, student), inits, strict=True), start=1
+        )
+    ]
+    _run_parallel(students, data, val, out, keep)
+    _summarise(out, [*teachers, *students])
+    if keep:
+        _keep_records(out, keep)
+
+
+def _keep_teachers(paths: tuple[str, ...], keep: Path) -> None:
+    """Save each teacher's weights as float16 arrays (half the size; enough to distil from)."""
+    import keras
+
+    keep.mkdir(parents=True, exist_ok=True)
+    for path in paths:
+        weights = keras.models.load_model(path, compile=False).get_weights()
+        arrays = {f"w{i:03d}": w.astype(np.float16) for i, w in enumerate(weights)}
+        np.savez(keep / f"{Path(path).parent.name}.npz", **arrays)
+
+
+def _keep_records(out: Path, keep: Path) -> None:
+    """One tar of every model's records and the students' weights (not the teachers')."""
+    import tarfile
+
+    with tarfile.open(keep / "records.tar", "w") as tar:
+        for path in sorted(out.rglob("*")):
+            if path.is_file() and _worth_keeping(path):
+                tar.add(path, arcname=str(path.relative_to(out)))
+
+
+def _worth_keeping(path: Path) -> bool:
+    """Records and students' best weights; teachers' weights travel as float16 instead."""
+    if path.suffix != ".keras":
+        return True
+    return path.name == "best.keras" and not path.parent.name.startswith("teacher")
+
+
+def _run_parallel(
+    configs: list[FitConfig], data: str, val: str, out: Path, keep: Path | None = None
+) -> None:
+    """Start one ``fit`` process per config and wait for all of them."""
+    procs = []
+    for config in configs:
+        raw = asdict(config)
+        command = [sys.executable, "-m", "training.gpu", "fit", "--config-json", json.dumps(raw)]
+        command += ["--data", data, "--val", val, "--out", str(out / config.name)]
+        if keep and config.teachers:
+            command += ["--copy-best-to", str(keep / f"{config.name}.keras")]
+        env = {**os.environ, "OMP_NUM_THREADS": "2", "KERAS_BACKEND": "torch"}
+        procs.append(subprocess.Popen(command, env=env))
+    failed = [c.name for c, p in zip(configs, procs, strict=True) if p.wait() != 0]
+    if failed:
+        print(f"failed: {', '.join(failed)}", file=sys.stderr, flush=True)
+
+
+def _summarise(out: Path, configs: list[FitConfig]) -> None:
+    """Print and save each model's best validation accuracy and epochs."""
+    rows = {}
+    for config in configs:
+        path = out / config.name / "history.csv"
+        if not path.exists():
+            continue
+        with path.open(newline="") as handle:
+            history = list(csv.DictReader(handle))
+        best = max(history, key=lambda row: float(row["val_accuracy"]))
+        rows[config.name] = {
+            "layout": f"{config.widths}/{config.convs_per_stage}",
+            "epochs": len(history),
+            "best_epoch": int(best["epoch"]),
+            "best_val_accuracy": float(best["val_accuracy"]),
+            "last_val_accuracy": float(history[-1]["val_accuracy"]),
+        }
+    (out / "summary.json").write_text(json.dumps(rows, indent=2) + "\n")
+    print(json.dumps(rows, indent=2), flush=True)
+
+
+def main() -> None:
+    # Before anything imports Keras: the GPU machines have torch, not TensorFlow.
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+    app()
+
+
+if __name__ == "__main__":
+    main()
