@@ -120,6 +120,49 @@ def test_resume_continues_from_the_last_epoch(trained, tmp_path):
     assert epochs == list(range(1, EPOCHS + 2))
 
 
+def test_resume_takes_the_runs_own_options_unless_given(trained, tmp_path, monkeypatch):
+    import shutil
+
+    run, train_npz, val_npz = trained
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    record = json.loads((copy / "config.json").read_text())
+    record["config"].update(teacher=str(run / "best.keras"), distill_weight=0.3)
+    (copy / "config.json").write_text(json.dumps(record))
+    seen = {}
+
+    def fake_train(config, *args, **kwargs):
+        seen["config"] = config
+        return copy / "best.keras"
+
+    monkeypatch.setattr("training.train.train", fake_train)
+    result = run_cli(
+        "train", "--data", train_npz, "--val", val_npz, "--out", copy, "--resume", "--epochs", 9
+    )
+    assert result.exit_code == 0, result.output
+    config = seen["config"]
+    assert config.epochs == 9  # given: wins
+    assert (config.batch_size, config.seed, config.learning_rate) == (32, 7, 1e-2)
+    assert (config.widths, config.convs_per_stage) == ((8, 16), (1, 1))
+    assert (config.teacher, config.distill_weight) == (str(run / "best.keras"), 0.3)
+
+
+def test_a_budget_stopped_run_resumes_with_no_options_repeated(tmp_path):
+    train_npz = write_npz(tmp_path / "train.npz", *tiny_faces(per_class=8, seed=0))
+    val_npz = write_npz(tmp_path / "val.npz", *tiny_faces(per_class=2, seed=1))
+    run = tmp_path / "run"
+    data = ("--data", train_npz, "--val", val_npz, "--out", run)
+    first = run_cli(
+        "train", *data, "--epochs", 3, "--time-budget", 0.001, "--batch-size", 16,
+        "--max-steps-per-epoch", 2, "--widths", TINY_WIDTHS, "--convs-per-stage", 1,
+    )  # fmt: skip
+    assert first.exit_code == 0, first.output
+    assert len(read_history(run)) == 1  # a 60 ms budget stops it after one epoch
+    resumed = run_cli("train", *data, "--resume")
+    assert resumed.exit_code == 0, resumed.output
+    assert [int(row["epoch"]) for row in read_history(run)] == [1, 2, 3]  # not 30
+
+
 def test_init_weights_starts_a_new_run_from_learnt_weights(trained, tmp_path):
     run, train_npz, val_npz = trained
     common = (

@@ -6,6 +6,7 @@ shape) are printed as one line and exit with status 2, never as a traceback.
 
 from __future__ import annotations
 
+import json
 import shlex
 import sys
 from pathlib import Path
@@ -35,8 +36,27 @@ def fail(message: str) -> NoReturn:
     raise typer.Exit(2)
 
 
+#: What ``--resume`` takes from the run's ``config.json`` unless the command line gives it.
+RESUMED_OPTIONS = (
+    "epochs",
+    "batch_size",
+    "learning_rate",
+    "weight_decay",
+    "warmup_epochs",
+    "label_smoothing",
+    "widths",
+    "convs_per_stage",
+    "dropout",
+    "seed",
+    "max_steps_per_epoch",
+    "teacher",
+    "distill_weight",
+)
+
+
 @app.command()
 def train(
+    ctx: typer.Context,
     data: Annotated[Path, typer.Option(help="Training data: .npz, fer2013.csv or image folder.")],
     val: Annotated[Path, typer.Option(help="Validation data, same formats (csv: PublicTest).")],
     out: Annotated[Path, typer.Option(help="Run directory for checkpoints, history, curves.")],
@@ -65,7 +85,11 @@ def train(
         int | None, typer.Option(min=1, help="Cap steps per epoch (smoke tests).")
     ] = None,
     resume: Annotated[
-        bool, typer.Option(help="Continue the run in --out from last.keras.")
+        bool,
+        typer.Option(
+            help="Continue the run in --out from last.keras, with its own options "
+            "(config.json) except those given here."
+        ),
     ] = False,
     init_weights: Annotated[
         Path | None,
@@ -89,8 +113,25 @@ def train(
     from training.train import IncompatibleWeights, TrainConfig
     from training.train import train as run_training
 
-    width_tuple = _int_tuple(widths, "--widths")
-    convs = _int_tuple(convs_per_stage, "--convs-per-stage")
+    options = {
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "learning_rate": learning_rate,
+        "weight_decay": weight_decay,
+        "warmup_epochs": warmup_epochs,
+        "label_smoothing": label_smoothing,
+        "widths": widths,
+        "convs_per_stage": convs_per_stage,
+        "dropout": dropout,
+        "seed": seed,
+        "max_steps_per_epoch": max_steps_per_epoch,
+        "teacher": str(teacher) if teacher else None,
+        "distill_weight": distill_weight,
+    }
+    if resume:
+        options.update(_resumed_options(ctx, out))
+    width_tuple = _int_tuple(options.pop("widths"), "--widths")
+    convs = _int_tuple(options.pop("convs_per_stage"), "--convs-per-stage")
     if len(convs) == 1:
         convs = convs * len(width_tuple)
     if len(convs) != len(width_tuple):
@@ -108,27 +149,17 @@ def train(
             if not resume
             else "--init-weights starts a new run; it cannot be combined with --resume"
         )
-    if teacher is not None:
-        _check_teacher(teacher)
+    if options["teacher"] is not None:
+        _check_teacher(Path(options["teacher"]))
     config = TrainConfig(
         data=str(data),
         val=str(val),
         out=str(out),
-        epochs=epochs,
-        batch_size=batch_size,
-        learning_rate=learning_rate,
-        weight_decay=weight_decay,
-        label_smoothing=label_smoothing,
         widths=width_tuple,
         convs_per_stage=convs,
-        warmup_epochs=warmup_epochs,
-        dropout=dropout,
-        seed=seed,
         time_budget_minutes=time_budget,
-        max_steps_per_epoch=max_steps_per_epoch,
         init_weights=str(init_weights) if init_weights else None,
-        teacher=str(teacher) if teacher else None,
-        distill_weight=distill_weight,
+        **options,
     )
     err.print(
         f"train: {len(train_set)} faces from {train_set.source}; "
@@ -145,6 +176,28 @@ def train(
     except IncompatibleWeights as exc:
         fail(str(exc))
     err.print(f"best model: {best}")
+
+
+def _resumed_options(ctx: typer.Context, out: Path) -> dict:
+    """The run's saved options (:data:`RESUMED_OPTIONS`) that this command line left unset.
+
+    Lists (widths, convolutions per stage) come back as the comma-separated
+    text the options take.
+    """
+    path = out / "config.json"
+    if not path.exists():  # a run from before config.json: the command line alone
+        return {}
+    try:
+        saved = json.loads(path.read_text())["config"]
+    except (OSError, ValueError, KeyError, TypeError):
+        fail(f"--resume: cannot read the run's options from {path}")
+    options = {}
+    for name in RESUMED_OPTIONS:
+        source = ctx.get_parameter_source(name)  # click's ParameterSource (typer vendors click)
+        if name in saved and source is not None and source.name == "DEFAULT":
+            value = saved[name]
+            options[name] = ",".join(map(str, value)) if isinstance(value, list) else value
+    return options
 
 
 def _check_teacher(path: Path) -> None:
