@@ -12,7 +12,7 @@ import math
 
 import tensorflow as tf
 
-from training.augment_config import AugmentConfig
+from training.augment_config import AugmentConfig, affine_coefficients
 
 
 def augment_batch(images: tf.Tensor, config: AugmentConfig, seed: tf.Tensor) -> tf.Tensor:
@@ -46,10 +46,7 @@ def _random_affine(images: tf.Tensor, config: AugmentConfig, seed: tf.Tensor) ->
     # Output pixel p maps to input pixel A·(p - c) + c - d, c the centre.
     cos, sin = tf.cos(angle) / scale, tf.sin(angle) / scale
     centre = (size - 1.0) / 2.0
-    a0, a1 = cos * mirror, -sin
-    b0, b1 = sin * mirror, cos
-    a2 = centre - a0 * centre - a1 * centre - dx
-    b2 = centre - b0 * centre - b1 * centre - dy
+    a0, a1, a2, b0, b1, b2 = affine_coefficients(cos, sin, mirror, dx, dy, centre)
     zeros = tf.zeros([n])
     transforms = tf.stack([a0, a1, a2, b0, b1, b2, zeros, zeros], axis=1)
     return tf.raw_ops.ImageProjectiveTransformV3(

@@ -16,7 +16,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from training.augment_config import AugmentConfig
+from training.augment_config import AugmentConfig, affine_coefficients
 
 
 def augment_batch(
@@ -48,10 +48,7 @@ def _random_affine(
     # Output pixel p samples input pixel A·(p - c) + c - d, c the centre (as in augment.py).
     cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
     centre = (size - 1) / 2.0
-    a0, a1 = cos * mirror, -sin
-    b0, b1 = sin * mirror, cos
-    a2 = centre - a0 * centre - a1 * centre - dx
-    b2 = centre - b0 * centre - b1 * centre - dy
+    a0, a1, a2, b0, b1, b2 = affine_coefficients(cos, sin, mirror, dx, dy, centre)
     coords = torch.arange(size, device=images.device, dtype=images.dtype)
     ys, xs = torch.meshgrid(coords, coords, indexing="ij")
 
