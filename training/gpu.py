@@ -89,7 +89,6 @@ def fit(
     import keras
     import torch
 
-    from training.augment_torch import augment_batch
     from training.data import load_faces
     from training.model import build_model
     from training.train import plot_curves, write_history
@@ -117,7 +116,7 @@ def fit(
     ensemble_acc = _evaluate(_Ensemble(teachers), x_val, y_val)[1] if teachers else None
     _write_run_config(out, config, data, val, device, ensemble_acc)
 
-    steps_per_epoch = len(train_set) // config.batch_size
+    batches = _Batches(x_train, y_train, teachers, config, generator)
     history: list[dict] = []
     best_val, best_path = -1.0, out / "best.keras"
     started = time.monotonic()
@@ -125,35 +124,14 @@ def fit(
     while time.monotonic() - started < config.seconds:
         epoch += 1
         epoch_started = time.monotonic()
-        order = torch.randperm(len(train_set), device=device, generator=generator)
-        loss_sum = torch.zeros((), device=device)
-        correct = torch.zeros((), device=device)
-        seen = 0
-        for step in range(steps_per_epoch):
-            progress = (time.monotonic() - started) / config.seconds
-            if progress >= 1.0:
-                break
-            for group in optimizer.param_groups:
-                group["lr"] = learning_rate_at(progress, config)
-            index = order[step * config.batch_size : (step + 1) * config.batch_size]
-            faces = augment_batch(x_train[index, None].float(), config.augment, generator)
-            faces = faces.permute(0, 2, 3, 1)  # N×H×W×1, as the Keras model takes them
-            target = _targets(y_train[index], faces, teachers, config)
-            probs = model(faces, training=True)
-            loss = -(target * torch.log(probs.clamp_min(1e-7))).sum(dim=1).mean()
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            loss_sum += loss.detach() * len(index)
-            correct += (probs.argmax(dim=1) == y_train[index]).sum()
-            seen += len(index)
+        loss, accuracy, seen = _one_epoch(model, optimizer, batches, config, started)
         if seen == 0:
             break
         val_loss, val_acc = _evaluate(model, x_val, y_val)
         row = {
             "epoch": epoch,
-            "loss": float(loss_sum) / seen,
-            "accuracy": float(correct) / seen,
+            "loss": loss,
+            "accuracy": accuracy,
             "val_loss": val_loss,
             "val_accuracy": val_acc,
             "lr": optimizer.param_groups[0]["lr"],
@@ -170,6 +148,53 @@ def fit(
     model.save(out / "last.keras")
     plot_curves(history, out / "curves.png")
     return best_path
+
+
+@dataclass
+class _Batches:
+    """The training faces on the device, and how one step's batch and targets are made."""
+
+    x: object  # uint8 N×48×48 tensor
+    y: object  # int64 N tensor
+    teachers: list
+    config: FitConfig
+    generator: object
+
+    def get(self, index):
+        """Augmented faces (N×48×48×1, 0–255) and their targets for ``index``."""
+        from training.augment_torch import augment_batch
+
+        faces = augment_batch(self.x[index, None].float(), self.config.augment, self.generator)
+        faces = faces.permute(0, 2, 3, 1)  # N×H×W×1, as the Keras model takes them
+        return faces, _targets(self.y[index], faces, self.teachers, self.config)
+
+
+def _one_epoch(model, optimizer, batches: _Batches, config: FitConfig, started: float):
+    """One shuffled pass (or until the budget ends); mean loss, accuracy and faces seen."""
+    import torch
+
+    n = len(batches.y)
+    order = torch.randperm(n, device=batches.y.device, generator=batches.generator)
+    loss_sum = torch.zeros((), device=batches.y.device)
+    correct = torch.zeros((), device=batches.y.device)
+    seen = 0
+    for step in range(n // config.batch_size):
+        progress = (time.monotonic() - started) / config.seconds
+        if progress >= 1.0:
+            break
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate_at(progress, config)
+        index = order[step * config.batch_size : (step + 1) * config.batch_size]
+        faces, target = batches.get(index)
+        probs = model(faces, training=True)
+        loss = -(target * torch.log(probs.clamp_min(1e-7))).sum(dim=1).mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        loss_sum += loss.detach() * len(index)
+        correct += (probs.argmax(dim=1) == batches.y[index]).sum()
+        seen += len(index)
+    return float(loss_sum) / max(seen, 1), float(correct) / max(seen, 1), seen
 
 
 def _targets(labels, faces, teachers, config: FitConfig):
