@@ -76,3 +76,22 @@ def test_results_kept_leave_out_teachers_weights_and_last_checkpoints(tmp_path):
     }
     for name, expected in kept.items():
         assert _worth_keeping(tmp_path / name) is expected, name
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        ("--student", "8,16/1,2,3"),
+        ("--student", "8,16", "--student-init", "a.keras", "--student-init", "b.keras"),
+    ],
+)
+def test_bad_options_fail_before_any_teacher_trains(tmp_path, options):
+    from typer.testing import CliRunner
+
+    from training.gpu import app
+
+    out = tmp_path / "run"
+    args = ["run", "--data", "train.npz", "--val", "val.npz", "--out", str(out), *options]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert not out.exists()  # no teacher was started

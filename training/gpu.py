@@ -35,7 +35,7 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Annotated
 
@@ -334,7 +334,8 @@ def run_command(
     ] = None,
 ) -> None:
     """Train the teachers in parallel, then the students distilled from their ensemble."""
-    out.mkdir(parents=True, exist_ok=True)
+    if len(student_init) > len(student):
+        raise typer.BadParameter("more --student-init than --student")
     teachers = [
         FitConfig(
             name=f"teacher-{k}",
@@ -348,14 +349,8 @@ def run_command(
         )
         for k, (widths, convs) in enumerate(map(parse_layout, teacher), start=1)
     ]
-    _run_parallel(teachers, data, val, out)
-    teacher_paths = tuple(
-        str(path) for t in teachers if (path := out / t.name / "best.keras").exists()
-    )
-    if keep:
-        _keep_teachers(teacher_paths, keep)
     inits = student_init + ["-"] * (len(student) - len(student_init))
-    students = [
+    students = [  # every option checked before the first (long) phase starts
         FitConfig(
             name=f"student-{k}",
             widths=widths,
@@ -365,7 +360,6 @@ def run_command(
             learning_rate=student_lr,
             label_smoothing=0.05,
             seed=seed + 100 + k,
-            teachers=teacher_paths,
             distill_weight=distill_weight,
             init_weights=None if init == "-" else init,
         )
@@ -373,6 +367,14 @@ def run_command(
             zip(map(parse_layout, student), inits, strict=True), start=1
         )
     ]
+    out.mkdir(parents=True, exist_ok=True)
+    _run_parallel(teachers, data, val, out)
+    teacher_paths = tuple(
+        str(path) for t in teachers if (path := out / t.name / "best.keras").exists()
+    )
+    if keep:
+        _keep_teachers(teacher_paths, keep)
+    students = [replace(config, teachers=teacher_paths) for config in students]
     _run_parallel(students, data, val, out, keep)
     _summarise(out, [*teachers, *students])
     if keep:
