@@ -36,24 +36,6 @@ def fail(message: str) -> NoReturn:
     raise typer.Exit(2)
 
 
-#: What ``--resume`` takes from the run's ``config.json`` unless the command line gives it.
-RESUMED_OPTIONS = (
-    "epochs",
-    "batch_size",
-    "learning_rate",
-    "weight_decay",
-    "warmup_epochs",
-    "label_smoothing",
-    "widths",
-    "convs_per_stage",
-    "dropout",
-    "seed",
-    "max_steps_per_epoch",
-    "teacher",
-    "distill_weight",
-)
-
-
 @app.command()
 def train(
     ctx: typer.Context,
@@ -128,8 +110,8 @@ def train(
         "teacher": str(teacher) if teacher else None,
         "distill_weight": distill_weight,
     }
-    if resume:
-        options.update(_resumed_options(ctx, out))
+    if resume:  # what the command line left unset comes from the run's config.json
+        options.update(_resumed_options(ctx, out, tuple(options)))
     width_tuple = _int_tuple(options.pop("widths"), "--widths")
     convs = _int_tuple(options.pop("convs_per_stage"), "--convs-per-stage")
     if len(convs) == 1:
@@ -178,8 +160,8 @@ def train(
     err.print(f"best model: {best}")
 
 
-def _resumed_options(ctx: typer.Context, out: Path) -> dict:
-    """The run's saved options (:data:`RESUMED_OPTIONS`) that this command line left unset.
+def _resumed_options(ctx: typer.Context, out: Path, names: tuple[str, ...]) -> dict:
+    """The run's saved values of the options ``names`` that this command line left unset.
 
     Lists (widths, convolutions per stage) come back as the comma-separated
     text the options take.
@@ -192,7 +174,7 @@ def _resumed_options(ctx: typer.Context, out: Path) -> dict:
     except (OSError, ValueError, KeyError, TypeError):
         fail(f"--resume: cannot read the run's options from {path}")
     options = {}
-    for name in RESUMED_OPTIONS:
+    for name in names:
         source = ctx.get_parameter_source(name)  # click's ParameterSource (typer vendors click)
         if name in saved and source is not None and source.name == "DEFAULT":
             value = saved[name]
