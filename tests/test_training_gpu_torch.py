@@ -1,4 +1,4 @@
-"""The GPU trainer's torch parts: augmentation on tensors, and a short run end to end.
+"""The GPU trainer's torch parts: augmentation, the lowered forward pass, a short run.
 
 They run where torch is installed (the lent GPU machines, or a developer's
 ``gpu`` extra, on CPU); CI's test environment has no torch and skips them.
@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -75,6 +77,98 @@ def test_erasing_blanks_one_rectangle_of_one_grey_level():
         rows, cols = changed.any(dim=1).nonzero(), changed.any(dim=0).nonzero()
         box = after[0, rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
         assert torch.allclose(box, box.flatten()[0].expand_as(box), atol=0.01)
+
+
+def _torch_keras(code: str) -> dict:
+    """Run ``code`` with Keras on its torch backend; return the JSON it prints last.
+
+    A subprocess, because a test session's Keras may already be bound to TensorFlow.
+    """
+    if importlib.util.find_spec("keras") is None:
+        pytest.skip("keras is not installed")
+    env = {**os.environ, "KERAS_BACKEND": "torch", "PYTHONPATH": str(REPO)}
+    prelude = "import json, keras, numpy as np, torch\n"
+    prelude += "from training.model import build_model\n"
+    prelude += "from training.torch_forward import UnsupportedLayer, torch_forward\n"
+    done = subprocess.run(
+        [sys.executable, "-c", prelude + textwrap.dedent(code)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_the_lowered_forward_computes_what_the_keras_model_computes():
+    result = _torch_keras("""
+        keras.utils.set_random_seed(0)
+        model = build_model((8, 16), (1, 2), dropout=0.0)
+        faces = torch.rand(6, 48, 48, 1) * 255
+        forward = torch_forward(model)
+        # Keras first: training mode moves the BN statistics, so compare from equal states.
+        diffs = {}
+        for training in (False, True):
+            states = [w.copy() for w in model.get_weights()]
+            ours = forward(faces, training)
+            after_ours = model.get_weights()
+            model.set_weights(states)
+            theirs = model(faces, training=training)
+            after_theirs = model.get_weights()
+            diffs[str(training)] = float((ours - theirs).abs().max())
+            moved = [float(np.abs(a - b).max()) for a, b in zip(after_ours, after_theirs)]
+            diffs[f"stats-{training}"] = max(moved)
+            diffs[f"moved-{training}"] = max(
+                float(np.abs(a - b).max()) for a, b in zip(after_ours, states)
+            )
+        print(json.dumps(diffs))
+    """)
+    assert result["False"] < 1e-5 and result["True"] < 1e-5
+    assert result["moved-False"] == 0.0  # inference leaves the statistics alone
+    assert result["moved-True"] > 1e-4  # training updates them, in the model's own variables...
+    assert result["stats-True"] < 1e-4  # ...as Keras does (up to n/(n-1) in the variance)
+
+
+def test_gradients_of_the_lowered_forward_train_the_keras_weights():
+    result = _torch_keras("""
+        keras.utils.set_random_seed(0)
+        model = build_model((8, 16), (1, 1), dropout=0.0)
+        forward = torch_forward(model)
+        params = [v.value for v in model.trainable_variables]
+        optimizer = torch.optim.Adam(params, lr=0.01)
+        faces = torch.rand(32, 48, 48, 1) * 255
+        labels = torch.arange(32) % 7
+        losses = []
+        for _ in range(30):
+            probs = forward(faces, True)
+            loss = -torch.log(probs[torch.arange(32), labels]).mean()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            losses.append(float(loss))
+        keras_loss = float(-torch.log(model(faces)[torch.arange(32), labels]).mean())
+        eval_loss = float(-torch.log(forward(faces, False)[torch.arange(32), labels]).mean())
+        print(json.dumps({"first": losses[0], "last": losses[-1],
+                          "keras": keras_loss, "lowered": eval_loss}))
+    """)
+    assert result["last"] < 0.7 * result["first"]
+    assert abs(result["keras"] - result["lowered"]) < 1e-4  # the Keras model holds the training
+
+
+def test_a_layer_it_cannot_lower_is_refused_not_approximated():
+    result = _torch_keras("""
+        inputs = keras.Input((48, 48, 1))
+        x = keras.layers.Conv2D(4, 3, strides=2)(inputs)
+        model = keras.Model(inputs, keras.layers.Dense(7)(keras.layers.Flatten()(x)))
+        try:
+            torch_forward(model)
+            print(json.dumps({"error": None}))
+        except UnsupportedLayer as exc:
+            print(json.dumps({"error": str(exc)}))
+    """)
+    assert "only stride 1" in result["error"]
 
 
 def test_a_short_gpu_run_learns_and_writes_keras_files(tmp_path, fer2013_like):

@@ -9,10 +9,13 @@ the shipped int8 model on any machine.
 
 The lent GPU machines have PyTorch but no TensorFlow, so this runs Keras 3 on
 its torch backend with the same :func:`training.model.build_model`; a
-``.keras`` file does not depend on the backend that wrote it. Three things
+``.keras`` file does not depend on the backend that wrote it. Four things
 differ from the CPU loop in :mod:`training.train`, because on a GPU a step is
 cheap and Python is not:
 
+- the forward pass runs as plain torch operations on the model's own
+  variables (:mod:`training.torch_forward`), skipping Keras's per-layer Python
+  work, for the students and for the teachers that label their batches;
 - augmentation runs on the GPU (:mod:`training.augment_torch`, the same
   :class:`~training.augment_config.AugmentConfig`);
 - distillation is online: each step a student matches the teachers' mean
@@ -91,6 +94,7 @@ def fit(
 
     from training.data import load_faces
     from training.model import build_model
+    from training.torch_forward import torch_forward
     from training.train import plot_curves, write_history
 
     out.mkdir(parents=True, exist_ok=True)
@@ -108,7 +112,10 @@ def fit(
     model = build_model(config.widths, config.convs_per_stage, config.dropout)
     if config.init_weights:
         model.set_weights(keras.models.load_model(config.init_weights, compile=False).get_weights())
-    teachers = [keras.models.load_model(path, compile=False) for path in config.teachers]
+    forward = torch_forward(model)  # Keras's per-layer Python cost would pace the GPU
+    teachers = [
+        torch_forward(keras.models.load_model(path, compile=False)) for path in config.teachers
+    ]
     params = [v.value for v in model.trainable_variables]
     optimizer = torch.optim.AdamW(
         params, lr=config.learning_rate, weight_decay=config.weight_decay, fused=device == "cuda"
@@ -124,10 +131,10 @@ def fit(
     while time.monotonic() - started < config.seconds:
         epoch += 1
         epoch_started = time.monotonic()
-        loss, accuracy, seen = _one_epoch(model, optimizer, batches, config, started)
+        loss, accuracy, seen = _one_epoch(forward, optimizer, batches, config, started)
         if seen == 0:
             break
-        val_loss, val_acc = _evaluate(model, x_val, y_val)
+        val_loss, val_acc = _evaluate(forward, x_val, y_val)
         row = {
             "epoch": epoch,
             "loss": loss,
@@ -169,7 +176,7 @@ class _Batches:
         return faces, _targets(self.y[index], faces, self.teachers, self.config)
 
 
-def _one_epoch(model, optimizer, batches: _Batches, config: FitConfig, started: float):
+def _one_epoch(forward, optimizer, batches: _Batches, config: FitConfig, started: float):
     """One shuffled pass (or until the budget ends); mean loss, accuracy and faces seen."""
     import torch
 
@@ -186,7 +193,7 @@ def _one_epoch(model, optimizer, batches: _Batches, config: FitConfig, started: 
             group["lr"] = learning_rate_at(progress, config)
         index = order[step * config.batch_size : (step + 1) * config.batch_size]
         faces, target = batches.get(index)
-        probs = model(faces, training=True)
+        probs = forward(faces, True)
         loss = -(target * torch.log(probs.clamp_min(1e-7))).sum(dim=1).mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -212,18 +219,18 @@ def _targets(labels, faces, teachers, config: FitConfig):
 
 
 class _Ensemble:
-    """Mean probabilities of several models, callable like one."""
+    """Mean probabilities of several forward functions, callable like one."""
 
-    def __init__(self, models) -> None:
-        self.models = models
+    def __init__(self, forwards) -> None:
+        self.forwards = forwards
 
     def __call__(self, faces, training: bool = False):
         import torch
 
-        return torch.stack([m(faces, training=training) for m in self.models]).mean(dim=0)
+        return torch.stack([f(faces, training) for f in self.forwards]).mean(dim=0)
 
 
-def _evaluate(model, faces, labels, batch_size: int = 1024) -> tuple[float, float]:
+def _evaluate(forward, faces, labels, batch_size: int = 1024) -> tuple[float, float]:
     """Validation loss (plain cross-entropy) and accuracy, in inference mode."""
     import torch
 
@@ -231,7 +238,7 @@ def _evaluate(model, faces, labels, batch_size: int = 1024) -> tuple[float, floa
     with torch.no_grad():
         for start in range(0, len(labels), batch_size):
             batch = faces[start : start + batch_size, :, :, None].float()
-            probs = model(batch, training=False)
+            probs = forward(batch, False)
             truth = labels[start : start + batch_size]
             picked = probs.gather(1, truth[:, None]).clamp_min(1e-7)
             loss += float(-torch.log(picked).sum())
