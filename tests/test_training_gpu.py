@@ -83,6 +83,7 @@ def test_results_kept_leave_out_teachers_weights_and_last_checkpoints(tmp_path):
     [
         ("--student", "8,16/1,2,3"),
         ("--student", "8,16", "--student-init", "a.keras", "--student-init", "b.keras"),
+        ("--teacher", "8,16", "--teacher-init", "a.npz", "--teacher-init", "b.npz"),
     ],
 )
 def test_bad_options_fail_before_any_teacher_trains(tmp_path, options):
@@ -95,3 +96,13 @@ def test_bad_options_fail_before_any_teacher_trains(tmp_path, options):
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 2, result.output
     assert not out.exists()  # no teacher was started
+
+
+def test_weights_kept_as_float16_arrays_load_back_in_layer_order(tmp_path):
+    from training.gpu import load_weights, save_weights
+
+    weights = [np.full((2, i + 1), i, dtype=np.float32) for i in range(12)]  # 10th after 9th
+    save_weights(weights, tmp_path / "t.npz")
+    loaded = load_weights(str(tmp_path / "t.npz"))
+    assert [w.dtype for w in loaded] == [np.float32] * 12
+    assert all(np.array_equal(a, b) for a, b in zip(loaded, weights, strict=True))

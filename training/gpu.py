@@ -111,7 +111,7 @@ def fit(
 
     model = build_model(config.widths, config.convs_per_stage, config.dropout)
     if config.init_weights:
-        model.set_weights(keras.models.load_model(config.init_weights, compile=False).get_weights())
+        model.set_weights(load_weights(config.init_weights))
     forward = torch_forward(model)  # Keras's per-layer Python cost would pace the GPU
     teachers = [
         torch_forward(keras.models.load_model(path, compile=False)) for path in config.teachers
@@ -331,8 +331,11 @@ def run_command(
     student_batch: Annotated[int, typer.Option()] = 256,
     teacher_erase: Annotated[float, typer.Option(help="Random-erasing share for teachers.")] = 0.5,
     distill_weight: Annotated[float, typer.Option()] = 0.8,
+    teacher_init: Annotated[
+        list[str], typer.Option(help="Start teacher K from this .keras or kept .npz ('-': none).")
+    ] = [],  # noqa: B006
     student_init: Annotated[
-        list[str], typer.Option(help="Start student K from this .keras ('-' for none).")
+        list[str], typer.Option(help="Start student K from this .keras or kept .npz ('-': none).")
     ] = [],  # noqa: B006
     seed: Annotated[int, typer.Option()] = 1,
     keep: Annotated[
@@ -341,8 +344,8 @@ def run_command(
     ] = None,
 ) -> None:
     """Train the teachers in parallel, then the students distilled from their ensemble."""
-    if len(student_init) > len(student):
-        raise typer.BadParameter("more --student-init than --student")
+    teacher_inits = _inits(teacher_init, len(teacher), "teacher")
+    student_inits = _inits(student_init, len(student), "student")
     teachers = [
         FitConfig(
             name=f"teacher-{k}",
@@ -352,11 +355,13 @@ def run_command(
             batch_size=teacher_batch,
             learning_rate=teacher_lr,
             seed=seed + k,
+            init_weights=init,
             augment=AugmentConfig(erase_prob=teacher_erase),
         )
-        for k, (widths, convs) in enumerate(map(parse_layout, teacher), start=1)
+        for k, ((widths, convs), init) in enumerate(
+            zip(map(parse_layout, teacher), teacher_inits, strict=True), start=1
+        )
     ]
-    inits = student_init + ["-"] * (len(student) - len(student_init))
     students = [  # every option checked before the first (long) phase starts
         FitConfig(
             name=f"student-{k}",
@@ -368,10 +373,10 @@ def run_command(
             label_smoothing=0.05,
             seed=seed + 100 + k,
             distill_weight=distill_weight,
-            init_weights=None if init == "-" else init,
+            init_weights=init,
         )
         for k, ((widths, convs), init) in enumerate(
-            zip(map(parse_layout, student), inits, strict=True), start=1
+            zip(map(parse_layout, student), student_inits, strict=True), start=1
         )
     ]
     out.mkdir(parents=True, exist_ok=True)
@@ -388,6 +393,24 @@ def run_command(
         _keep_records(out, keep)
 
 
+def _inits(given: list[str], count: int, role: str) -> list[str | None]:
+    """One starting point (or ``None``) per model from ``--{role}-init`` options."""
+    if len(given) > count:
+        raise typer.BadParameter(f"more --{role}-init than --{role}")
+    padded = given + ["-"] * (count - len(given))
+    return [None if init == "-" else init for init in padded]
+
+
+def load_weights(path: str) -> list[np.ndarray]:
+    """A model's weights from a ``.keras`` file or from an ``.npz`` of :func:`save_weights`."""
+    if path.endswith(".npz"):
+        with np.load(path) as arrays:
+            return [arrays[key].astype(np.float32) for key in sorted(arrays.files)]
+    import keras
+
+    return keras.models.load_model(path, compile=False).get_weights()
+
+
 def _keep_teachers(paths: tuple[str, ...], keep: Path) -> None:
     """Save each teacher's weights as float16 arrays (half the size; enough to distil from)."""
     import keras
@@ -395,8 +418,12 @@ def _keep_teachers(paths: tuple[str, ...], keep: Path) -> None:
     keep.mkdir(parents=True, exist_ok=True)
     for path in paths:
         weights = keras.models.load_model(path, compile=False).get_weights()
-        arrays = {f"w{i:03d}": w.astype(np.float16) for i, w in enumerate(weights)}
-        np.savez(keep / f"{Path(path).parent.name}.npz", **arrays)
+        save_weights(weights, keep / f"{Path(path).parent.name}.npz")
+
+
+def save_weights(weights: list[np.ndarray], path: Path) -> None:
+    """Save weights as float16 arrays in layer order: half a ``.keras`` file's size."""
+    np.savez(path, **{f"w{i:03d}": w.astype(np.float16) for i, w in enumerate(weights)})
 
 
 def _keep_records(out: Path, keep: Path) -> None:
