@@ -10,7 +10,7 @@ CUDA when there is one and on the CPU otherwise. A small ``--batch`` shows the
 per-step Python cost (what paces a GPU); a large one adds the arithmetic::
 
     KERAS_BACKEND=torch python bench/gpu_step.py            # needs the gpu extra
-    KERAS_BACKEND=torch python bench/gpu_step.py --batch 8 --batch 128
+    KERAS_BACKEND=torch python bench/gpu_step.py --batch 8 --batch 128 --bf16
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, action="append", help="batch sizes (default 8, 128)")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--steps", type=int, default=5, help="steps timed per round")
+    parser.add_argument("--bf16", action="store_true", help="also time bf16 autocast")
     args = parser.parse_args()
 
     import torch
@@ -46,8 +47,9 @@ def main() -> None:
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     print(f"device: {torch.cuda.get_device_name() if device == 'cuda' else 'cpu'}")
-    print("| layout | batch | pass | Keras call ms | lowered ms | lowered vs Keras |")
-    print("|---|---:|---|---:|---:|---:|")
+    extra = " lowered bf16 ms | bf16 vs Keras |" if args.bf16 else ""
+    print(f"| layout | batch | pass | Keras call ms | lowered ms | lowered vs Keras |{extra}")
+    print("|---|---:|---|---:|---:|---:|" + "---:|---:|" * args.bf16)
     for name, (widths, convs) in LAYOUTS.items():
         for batch in args.batch or [8, 128]:
             model = build_model(widths, convs)
@@ -55,6 +57,8 @@ def main() -> None:
                 "keras": lambda x, training, m=model: m(x, training=training),
                 "lowered": torch_forward(model),
             }
+            if args.bf16:
+                ways["bf16"] = partial(_bf16, ways["lowered"], device)
             faces = torch.rand(batch, 48, 48, 1, device=device) * 255
             labels = torch.randint(0, 7, (batch,), device=device)
             optimizer = torch.optim.AdamW([v.value for v in model.trainable_variables], lr=1e-4)
@@ -64,12 +68,19 @@ def main() -> None:
                     for way, forward in ways.items():
                         run = partial(step, forward, faces, labels, optimizer)
                         times[way].append(_time(run, args.steps, device))
-                keras_ms = statistics.median(times["keras"])
-                lowered_ms = statistics.median(times["lowered"])
-                print(
-                    f"| {name} | {batch} | {pass_name} | {keras_ms:.1f} | {lowered_ms:.1f} "
-                    f"| {lowered_ms / keras_ms:.2f}× |"
-                )
+                ms = {way: statistics.median(t) for way, t in times.items()}
+                row = f"| {name} | {batch} | {pass_name} | {ms['keras']:.1f} | {ms['lowered']:.1f} "
+                row += f"| {ms['lowered'] / ms['keras']:.2f}× |"
+                if args.bf16:
+                    row += f" {ms['bf16']:.1f} | {ms['bf16'] / ms['keras']:.2f}× |"
+                print(row)
+
+
+def _bf16(forward, device: str, faces, training: bool):
+    import torch
+
+    with torch.autocast(device, dtype=torch.bfloat16):
+        return forward(faces, training).float()
 
 
 def _train_step(forward, faces, labels, optimizer) -> None:

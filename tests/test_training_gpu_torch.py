@@ -171,8 +171,13 @@ def test_a_layer_it_cannot_lower_is_refused_not_approximated():
     assert "only stride 1" in result["error"]
 
 
-def test_a_short_gpu_run_learns_and_writes_keras_files(tmp_path, fer2013_like):
-    """Teacher then distilled student, on CPU torch, seconds each: records and loadable models."""
+@pytest.mark.parametrize("precision", [[], ["--bf16"]], ids=["float32", "bf16"])
+def test_a_short_gpu_run_writes_records_and_keras_files(tmp_path, fer2013_like, precision):
+    """Teacher then distilled student, on CPU torch, seconds each: the plumbing end to end.
+
+    Seconds of CPU are too few to learn the task; learning through the lowered
+    forward pass is the gradients test's.
+    """
     if importlib.util.find_spec("keras") is None:
         pytest.skip("keras is not installed")
     data, val = fer2013_like
@@ -180,6 +185,7 @@ def test_a_short_gpu_run_learns_and_writes_keras_files(tmp_path, fer2013_like):
     command = [sys.executable, "-m", "training.gpu", "run", "--data", str(data)]
     command += ["--val", str(val), "--out", str(out), "--teacher", "8,16,16,32/1"]
     command += ["--student", "8,8,16,16/1", "--teacher-seconds", "8", "--student-seconds", "6"]
+    command += precision
     subprocess.run(command, cwd=REPO, check=True, timeout=300)
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary) == {"teacher-1", "student-1"}
@@ -188,6 +194,7 @@ def test_a_short_gpu_run_learns_and_writes_keras_files(tmp_path, fer2013_like):
     record = json.loads((student / "config.json").read_text())
     assert record["config"]["teachers"] == [str(out / "teacher-1" / "best.keras")]
     assert record["teacher_ensemble_val_accuracy"] is not None
+    assert record["config"]["bf16"] is bool(precision)
 
 
 @pytest.fixture

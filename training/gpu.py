@@ -69,6 +69,7 @@ class FitConfig:
     teachers: tuple[str, ...] = ()
     distill_weight: float = 0.8
     init_weights: str | None = None
+    bf16: bool = False
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
 
@@ -193,7 +194,8 @@ def _one_epoch(forward, optimizer, batches: _Batches, config: FitConfig, started
             group["lr"] = learning_rate_at(progress, config)
         index = order[step * config.batch_size : (step + 1) * config.batch_size]
         faces, target = batches.get(index)
-        probs = forward(faces, True)
+        with _autocast(faces.device, config):
+            probs = forward(faces, True).float()
         loss = -(target * torch.log(probs.clamp_min(1e-7))).sum(dim=1).mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -202,6 +204,13 @@ def _one_epoch(forward, optimizer, batches: _Batches, config: FitConfig, started
         correct += (probs.argmax(dim=1) == batches.y[index]).sum()
         seen += len(index)
     return float(loss_sum) / max(seen, 1), float(correct) / max(seen, 1), seen
+
+
+def _autocast(device, config: FitConfig):
+    """bfloat16 convolutions and products where ``config.bf16`` asks (statistics stay float32)."""
+    import torch
+
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16)
 
 
 def _targets(labels, faces, teachers, config: FitConfig):
@@ -213,8 +222,8 @@ def _targets(labels, faces, teachers, config: FitConfig):
     target.scatter_(1, labels[:, None], 1.0 - smooth + smooth / NUM_CLASSES)
     if not teachers:
         return target
-    with torch.no_grad():
-        soft = _Ensemble(teachers)(faces, training=False)
+    with torch.no_grad(), _autocast(faces.device, config):
+        soft = _Ensemble(teachers)(faces, training=False).float()
     return (1.0 - config.distill_weight) * target + config.distill_weight * soft
 
 
@@ -331,6 +340,9 @@ def run_command(
     student_batch: Annotated[int, typer.Option()] = 256,
     teacher_erase: Annotated[float, typer.Option(help="Random-erasing share for teachers.")] = 0.5,
     distill_weight: Annotated[float, typer.Option()] = 0.8,
+    bf16: Annotated[
+        bool, typer.Option(help="bfloat16 autocast for every forward pass (bench/gpu_step.py).")
+    ] = False,
     teacher_init: Annotated[
         list[str], typer.Option(help="Start teacher K from this .keras or kept .npz ('-': none).")
     ] = [],  # noqa: B006
@@ -356,6 +368,7 @@ def run_command(
             learning_rate=teacher_lr,
             seed=seed + k,
             init_weights=init,
+            bf16=bf16,
             augment=AugmentConfig(erase_prob=teacher_erase),
         )
         for k, ((widths, convs), init) in enumerate(
@@ -372,6 +385,7 @@ def run_command(
             learning_rate=student_lr,
             label_smoothing=0.05,
             seed=seed + 100 + k,
+            bf16=bf16,
             distill_weight=distill_weight,
             init_weights=init,
         )
