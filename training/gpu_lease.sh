@@ -61,7 +61,7 @@ setup)
     ;;
 bench)
     device_env
-    python3 bench/gpu_step.py --batch 128 --batch 256 --rounds 3
+    python3 bench/gpu_step.py --batch 128 --batch 256 --rounds 3 --bf16
     ;;
 run)
     shift
