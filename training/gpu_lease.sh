@@ -41,13 +41,13 @@ EOF
         --platform manylinux2014_x86_64 -d .whl "${WHEELS[@]}"
     du -ch .gpu/* .whl/* | tail -1
     ;;
-slim)  # git runs here only: the device's copy of the tree has no .git
+slim)  # here only: it edits this checkout's git index
     mapfile -t WEIGHTS < <(git ls-files 'training/runs/*.keras' 'training/runs/*.npz')
     git rm -q --cached "${WEIGHTS[@]}"
     printf '/%s\n' "${WEIGHTS[@]}" >>.git/info/exclude
     ;;
-unslim)
-    mapfile -t WEIGHTS < <(git diff --cached --name-only --diff-filter=D)
+unslim)  # exactly what slim listed in the exclude file, not other staged deletions
+    mapfile -t WEIGHTS < <(sed -n 's#^/\(training/runs/.*\.\(keras\|npz\)\)$#\1#p' .git/info/exclude)
     git reset -q -- "${WEIGHTS[@]}"
     for path in "${WEIGHTS[@]}"; do sed -i "\#^/$path\$#d" .git/info/exclude; done
     ;;
