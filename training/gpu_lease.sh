@@ -10,7 +10,7 @@
 #               training/gpu_lease.sh run ARGS  # python -m training.gpu run ... --keep $OUT ARGS
 #
 # The tool sends at most 64 MiB: the data (56 MB) and the tracked weights
-# (37 MB with the kept teacher) do not fit one call. So: `slim`, a first call
+# (46 MB with the kept teachers) do not fit one call. So: `slim`, a first call
 # carrying .gpu and .whl that runs `setup` and `bench`; then `unslim` and, in
 # the same message (the machine goes back after 30 s idle), a second call
 # carrying nothing that runs `run` (/tmp survives between calls).
