@@ -106,3 +106,53 @@ def test_weights_kept_as_float16_arrays_load_back_in_layer_order(tmp_path):
     loaded = load_weights(str(tmp_path / "t.npz"))
     assert [w.dtype for w in loaded] == [np.float32] * 12
     assert all(np.array_equal(a, b) for a, b in zip(loaded, weights, strict=True))
+
+
+def _earlier_student(run: Path, name: str, teachers: tuple[str, ...]) -> FitConfig:
+    """A student folder as ``run`` leaves it: its config record and best weights."""
+    config = FitConfig(
+        name, (32, 48, 96, 192), (1, 2, 2, 2), seconds=210, seed=103, teachers=teachers
+    )
+    (run / name).mkdir(parents=True)
+    record = {"command": "python -m training.gpu fit ...", "config": asdict(config)}
+    (run / name / "config.json").write_text(json.dumps(record))
+    (run / name / "best.keras").write_bytes(b"weights")
+    return config
+
+
+def test_follow_up_students_restart_an_earlier_student_with_its_teachers(tmp_path):
+    from training.gpu import follow_up_students
+
+    earlier = _earlier_student(tmp_path, "student-2", ("t1.keras", "t2.keras"))
+    students = follow_up_students(tmp_path, "student-2", [5e-4, 1e-3], seconds=130, first=5)
+    assert [s.name for s in students] == ["student-5", "student-6"]
+    assert [s.learning_rate for s in students] == [5e-4, 1e-3]
+    assert [s.seed for s in students] == [108, 109]  # gpu-s2's call 3
+    for student in students:
+        assert student.init_weights == str(tmp_path / "student-2" / "best.keras")
+        assert student.seconds == 130
+        assert student.teachers == earlier.teachers
+        assert (student.widths, student.augment) == (earlier.widths, earlier.augment)
+
+
+@pytest.mark.parametrize(
+    ("start", "first", "message"),
+    [
+        ("student-9", 5, "no config.json and best.keras"),
+        ("teacher-1", 5, "had no teachers"),
+        ("student-2", 2, "student-2 already in"),
+    ],
+)
+def test_follow_up_students_refuse_what_would_go_wrong(tmp_path, start, first, message):
+    from typer.testing import CliRunner
+
+    from training.gpu import app
+
+    _earlier_student(tmp_path, "student-2", ("t1.keras",))
+    _earlier_student(tmp_path, "teacher-1", ())
+    args = ["students", "--data", "train.npz", "--val", "val.npz", "--out", str(tmp_path)]
+    args += ["--start", start, "--learning-rate", "1e-3", "--seconds", "5", "--first", str(first)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["student-2", "teacher-1"]

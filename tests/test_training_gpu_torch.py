@@ -171,6 +171,16 @@ def test_a_layer_it_cannot_lower_is_refused_not_approximated():
     assert "only stride 1" in result["error"]
 
 
+def _short_run(out: Path, data: Path, val: Path, *extra: str) -> None:
+    """``training.gpu run``: one small teacher, then one student, seconds each."""
+    if importlib.util.find_spec("keras") is None:
+        pytest.skip("keras is not installed")
+    command = [sys.executable, "-m", "training.gpu", "run", "--data", str(data)]
+    command += ["--val", str(val), "--out", str(out), "--teacher", "8,16,16,32/1"]
+    command += ["--student", "8,8,16,16/1", "--teacher-seconds", "8", "--student-seconds", "6"]
+    subprocess.run([*command, *extra], cwd=REPO, check=True, timeout=300)
+
+
 @pytest.mark.parametrize("precision", [[], ["--bf16"]], ids=["float32", "bf16"])
 def test_a_short_gpu_run_writes_records_and_keras_files(tmp_path, fer2013_like, precision):
     """Teacher then distilled student, on CPU torch, seconds each: the plumbing end to end.
@@ -178,15 +188,8 @@ def test_a_short_gpu_run_writes_records_and_keras_files(tmp_path, fer2013_like, 
     Seconds of CPU are too few to learn the task; learning through the lowered
     forward pass is the gradients test's.
     """
-    if importlib.util.find_spec("keras") is None:
-        pytest.skip("keras is not installed")
-    data, val = fer2013_like
     out = tmp_path / "run"
-    command = [sys.executable, "-m", "training.gpu", "run", "--data", str(data)]
-    command += ["--val", str(val), "--out", str(out), "--teacher", "8,16,16,32/1"]
-    command += ["--student", "8,8,16,16/1", "--teacher-seconds", "8", "--student-seconds", "6"]
-    command += precision
-    subprocess.run(command, cwd=REPO, check=True, timeout=300)
+    _short_run(out, *fer2013_like, *precision)
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary) == {"teacher-1", "student-1"}
     student = out / "student-1"
@@ -195,6 +198,21 @@ def test_a_short_gpu_run_writes_records_and_keras_files(tmp_path, fer2013_like, 
     assert record["config"]["teachers"] == [str(out / "teacher-1" / "best.keras")]
     assert record["teacher_ensemble_val_accuracy"] is not None
     assert record["config"]["bf16"] is bool(precision)
+
+
+def test_follow_up_students_start_from_a_student_with_its_teachers(tmp_path, fer2013_like):
+    out, keep = tmp_path / "run", tmp_path / "keep"
+    _short_run(out, *fer2013_like)
+    data, val = fer2013_like
+    command = [sys.executable, "-m", "training.gpu", "students", "--data", str(data)]
+    command += ["--val", str(val), "--out", str(out), "--start", "student-1", "--first", "2"]
+    command += ["--learning-rate", "1e-3", "--seconds", "4", "--keep", str(keep)]
+    subprocess.run(command, cwd=REPO, check=True, timeout=300)
+    record = json.loads((out / "student-2" / "config.json").read_text())
+    assert record["config"]["init_weights"] == str(out / "student-1" / "best.keras")
+    assert record["config"]["teachers"] == [str(out / "teacher-1" / "best.keras")]
+    assert (out / "student-2" / "best.keras").is_file()
+    assert sorted(p.name for p in keep.iterdir()) == ["records.tar", "student-2.keras"]
 
 
 @pytest.fixture

@@ -5,7 +5,9 @@ the teachers side by side, then the students side by side, each as its own
 process sharing the one GPU, and leaves in ``DIR/<name>/`` the same records as
 ``fer-model train`` (``best.keras``, ``history.csv``, ``curves.png``,
 ``config.json``). ``fer-model export`` turns a student's ``best.keras`` into
-the shipped int8 model on any machine.
+the shipped int8 model on any machine. ``python -m training.gpu students``
+then trains more students from one of them with the same teachers, a cycle
+that costs only the students' time on a machine that still holds ``DIR``.
 
 The lent GPU machines have PyTorch but no TensorFlow, so this runs Keras 3 on
 its torch backend with the same :func:`training.model.build_model`; a
@@ -405,6 +407,68 @@ def run_command(
     _summarise(out, [*teachers, *students])
     if keep:
         _keep_records(out, keep)
+
+
+@app.command("students")
+def students_command(
+    data: Annotated[str, typer.Option(help="Training faces, as for run.")],
+    val: Annotated[str, typer.Option(help="Validation faces, as for run.")],
+    out: Annotated[Path, typer.Option(help="The run directory of an earlier run.")],
+    start: Annotated[
+        str, typer.Option(help="The student in OUT whose best weights and teachers to reuse.")
+    ],
+    learning_rate: Annotated[
+        list[float], typer.Option(help="Peak learning rate; one new student per value.")
+    ],
+    seconds: Annotated[float, typer.Option(help="Wall-clock budget of each new student.")],
+    first: Annotated[int, typer.Option(help="Number of the first new student's folder.")],
+    keep: Annotated[
+        Path | None,
+        typer.Option(help="Also copy results here as they arrive: few files, none over 16 MB."),
+    ] = None,
+) -> None:
+    """More students from an earlier student's best weights, with its teachers, side by side.
+
+    On a warm machine the teachers trained by ``run`` are still in OUT, so a
+    further cycle costs only the students' time.
+    """
+    students = follow_up_students(out, start, learning_rate, seconds, first)
+    if keep:
+        keep.mkdir(parents=True, exist_ok=True)
+    _run_parallel(students, data, val, out, keep)
+    _summarise(out, students)
+    if keep:
+        _keep_records(out, keep)
+
+
+def follow_up_students(
+    out: Path, start: str, rates: list[float], seconds: float, first: int
+) -> list[FitConfig]:
+    """``start``'s config, restarted from its best weights once per learning rate.
+
+    Student ``first + i`` gets seed ``start``'s seed + ``first + i``, so names
+    and seeds never repeat within a run directory.
+    """
+    record, best = out / start / "config.json", out / start / "best.keras"
+    if not record.exists() or not best.exists():
+        raise typer.BadParameter(f"no config.json and best.keras of a student in {out / start}")
+    base = config_from_json(json.dumps(json.loads(record.read_text())["config"]))
+    if not base.teachers:
+        raise typer.BadParameter(f"{start} had no teachers to reuse")
+    taken = [n for i in range(len(rates)) if (out / (n := f"student-{first + i}")).exists()]
+    if taken:
+        raise typer.BadParameter(f"{', '.join(taken)} already in {out}")
+    return [
+        replace(
+            base,
+            name=f"student-{first + i}",
+            seconds=seconds,
+            learning_rate=rate,
+            init_weights=str(best),
+            seed=base.seed + first + i,
+        )
+        for i, rate in enumerate(rates)
+    ]
 
 
 def _inits(given: list[str], count: int, role: str) -> list[str | None]:

@@ -8,6 +8,7 @@
 # There:        training/gpu_lease.sh setup     # wheels to /tmp/site, data to /tmp/{train,val}.npz
 #               training/gpu_lease.sh bench     # bench/gpu_step.py on the card (~1 minute)
 #               training/gpu_lease.sh run ARGS  # python -m training.gpu run ... --keep $OUT ARGS
+#               training/gpu_lease.sh students ARGS  # more students on run's teachers, while warm
 #
 # The tool sends at most 64 MiB: the data (56 MB) and the tracked weights
 # (46 MB with the kept teachers) do not fit one call. So: `slim`, a first call
@@ -67,6 +68,12 @@ run)
     shift
     device_env
     python3 -m training.gpu run --data /tmp/train.npz --val /tmp/val.npz --out /tmp/run \
+        --keep "${OUT:?the device tool sets OUT}" "$@"
+    ;;
+students)
+    shift
+    device_env
+    python3 -m training.gpu students --data /tmp/train.npz --val /tmp/val.npz --out /tmp/run \
         --keep "${OUT:?the device tool sets OUT}" "$@"
     ;;
 *)
