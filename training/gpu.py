@@ -307,6 +307,12 @@ def config_from_json(text: str) -> FitConfig:
     return FitConfig(**raw)
 
 
+KeepOption = Annotated[
+    Path | None,
+    typer.Option(help="Also copy results here as they arrive: few files, none over 16 MB."),
+]
+
+
 @app.command("fit")
 def fit_command(
     config_json: Annotated[str, typer.Option(help="A FitConfig as JSON.")],
@@ -352,10 +358,7 @@ def run_command(
         list[str], typer.Option(help="Start student K from this .keras or kept .npz ('-': none).")
     ] = [],  # noqa: B006
     seed: Annotated[int, typer.Option()] = 1,
-    keep: Annotated[
-        Path | None,
-        typer.Option(help="Also copy results here as they arrive: few files, none over 16 MB."),
-    ] = None,
+    keep: KeepOption = None,
 ) -> None:
     """Train the teachers in parallel, then the students distilled from their ensemble."""
     teacher_inits = _inits(teacher_init, len(teacher), "teacher")
@@ -422,10 +425,7 @@ def students_command(
     ],
     seconds: Annotated[float, typer.Option(help="Wall-clock budget of each new student.")],
     first: Annotated[int, typer.Option(help="Number of the first new student's folder.")],
-    keep: Annotated[
-        Path | None,
-        typer.Option(help="Also copy results here as they arrive: few files, none over 16 MB."),
-    ] = None,
+    keep: KeepOption = None,
 ) -> None:
     """More students from an earlier student's best weights, with its teachers, side by side.
 
