@@ -446,8 +446,9 @@ def follow_up_students(
 ) -> list[FitConfig]:
     """``start``'s config, restarted from its best weights once per learning rate.
 
-    Student ``first + i`` gets seed ``start``'s seed + ``first + i``, so names
-    and seeds never repeat within a run directory.
+    Student ``first + i`` gets seed ``start``'s seed + ``first + i``: unlike
+    its start and its siblings (gpu-s2's third call chose seeds so). Folder
+    names already taken are refused; seeds are not checked across starts.
     """
     record, best = out / start / "config.json", out / start / "best.keras"
     if not record.exists() or not best.exists():
