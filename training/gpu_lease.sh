@@ -11,7 +11,7 @@
 #               training/gpu_lease.sh students ARGS  # more students on run's teachers, while warm
 #
 # The tool sends at most 64 MiB: the data (56 MB) and the tracked weights
-# (49 MB with the kept teachers) do not fit one call. So: `slim`, a first call
+# (54 MB with the kept teachers) do not fit one call. So: `slim`, a first call
 # carrying .gpu and .whl that runs `setup` and `bench`; then `unslim` and, in
 # the same message (the machine goes back after 30 s idle), a second call
 # carrying nothing that runs `run` (/tmp survives between calls).
