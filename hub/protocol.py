@@ -32,6 +32,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 import secrets
 import uuid
 from collections.abc import Mapping, Sequence
@@ -56,12 +57,14 @@ __all__ = [
     "ServerFrame",
     "chat_frame",
     "chat_message_from_json",
+    "check_chars",
     "decode",
     "encode",
     "error_frame",
     "join_frame",
     "joined_frame",
     "message_frame",
+    "neutralize",
     "new_message_id",
     "new_session",
     "parse_client_frame",
@@ -83,8 +86,8 @@ MAX_USER_CHARS: Final = 32
 MAX_ID_CHARS: Final = 64
 #: Longest session secret, in characters.
 MAX_SESSION_CHARS: Final = 128
-#: Longest token, in characters.
-MAX_TOKEN_CHARS: Final = 256
+#: Longest token, in characters: room for a signed JWT (RS256 with a ``rooms`` list).
+MAX_TOKEN_CHARS: Final = 4096
 #: Largest frame the hub sends (the ``joined`` history is trimmed to fit):
 #: clients pass it to websockets' ``connect(..., max_size=...)``.
 MAX_SERVER_FRAME_BYTES: Final = 1024 * 1024
@@ -134,7 +137,9 @@ ErrorCode: TypeAlias = Literal[
     "not_joined",  # "message" before "join"
     "join_timeout",  # no join within join_timeout seconds (then close 1008)
     "already_joined",  # a second "join" on the same connection
-    "unauthorized",  # wrong or missing token (then close 1008)
+    "control_char",  # a string holds a control or bidi character (see check_chars)
+    "bad_unicode",  # a string holds a lone surrogate: not Unicode text
+    "unauthorized",  # wrong, missing or expired token; name or room not allowed (close 1008)
     "name_taken",  # another live session holds this name in this room
     "room_limit",  # the hub holds max_rooms rooms; join an existing one
     "rate_limited",  # token bucket empty; the message was dropped, resend it later
@@ -360,6 +365,7 @@ def parse_client_frame(raw: str, limits: Limits = DEFAULT_LIMITS) -> Join | Send
             raise ProtocolError(
                 "text_too_long", f"text has {len(text)} characters; limit {limits.max_text_chars}"
             )
+        check_chars("text", text, text=True)
         if not text.strip():
             raise ProtocolError("bad_field", "text must not be blank")
         return Send(
@@ -383,6 +389,7 @@ def _name(obj: Mapping[str, Any], field: str, limit: int) -> str:
         raise ProtocolError("bad_field", f"{field} must be a string")
     if not 1 <= len(value) <= limit:
         raise ProtocolError("bad_field", f"{field} must have 1 to {limit} characters")
+    check_chars(field, value)
     if not value.isprintable() or value != value.strip():
         raise ProtocolError(
             "bad_field", f"{field} must be printable, without surrounding whitespace"
@@ -396,7 +403,51 @@ def _optional_str(obj: Mapping[str, Any], field: str, limit: int) -> str | None:
         return None
     if not isinstance(value, str) or len(value) > limit:
         raise ProtocolError("bad_field", f"{field} must be a string of at most {limit} characters")
+    check_chars(field, value)
     return value
+
+
+# Code points refused in every client string: C0 controls, DEL, C1 controls
+# and the bidi embeddings, overrides and isolates. A terminal acts on the
+# first three (ESC starts OSC 0/52/8 and CSI sequences; C1 CSI/OSC/DCS need no
+# ESC), and bidi controls make a name or line read as something it is not
+# (CVE-2021-42574). Chat text may hold newlines and tabs, nothing else of these.
+# Lone surrogates too: one survives JSON decoding ("\ud800") but cannot be
+# encoded as UTF-8, so stored it would break every frame that carries it.
+_REFUSED_IN_NAME: Final = re.compile(r"[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+_REFUSED_IN_TEXT: Final = re.compile(
+    r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff]"
+)
+
+
+def check_chars(field: str, value: str, *, text: bool = False) -> None:
+    """Raise :exc:`ProtocolError` if ``value`` holds a code point no client string may hold.
+
+    ``control_char``: a C0 control (chat ``text`` may hold ``\n`` and ``\t``),
+    DEL, a C1 control (U+0080-U+009F) or a bidi control (U+202A-U+202E,
+    U+2066-U+2069). ``bad_unicode``: a lone surrogate (U+D800-U+DFFF).
+    """
+    found = (_REFUSED_IN_TEXT if text else _REFUSED_IN_NAME).search(value)
+    if found is None:
+        return
+    point = ord(found.group())
+    if 0xD800 <= point <= 0xDFFF:
+        raise ProtocolError("bad_unicode", f"{field} holds lone surrogate U+{point:04X}")
+    raise ProtocolError(
+        "control_char", f"{field} holds control character U+{point:04X} at {found.start()}"
+    )
+
+
+def neutralize(value: str, *, text: bool = False) -> str:
+    """Return ``value`` with each code point :func:`check_chars` refuses replaced by U+FFFD.
+
+    For strings the hub did not validate itself (history stored before the
+    rule): the hub sends them inert. A clean string costs one regex scan.
+    """
+    pattern = _REFUSED_IN_TEXT if text else _REFUSED_IN_NAME
+    if pattern.search(value) is None:
+        return value
+    return pattern.sub("\ufffd", value)
 
 
 def _parse_emotion(value: object) -> Emotion | None:
@@ -433,14 +484,14 @@ def joined_frame(
     seq: int,
     truncated: bool = False,
 ) -> str:
-    """Encode the hub's answer to a join."""
+    """Encode the hub's answer to a join; every string passes :func:`neutralize`."""
     return encode(
         {
             "type": "joined",
-            "room": room,
-            "user": user,
-            "members": [m.to_json() for m in members],
-            "history": [m.to_json() for m in history],
+            "room": neutralize(room),
+            "user": neutralize(user),
+            "members": [_member_json(m) for m in members],
+            "history": [_message_json(m) for m in history],
             "seq": seq,
             "truncated": truncated,
         }
@@ -455,6 +506,11 @@ def chat_frame(message: ChatMessage) -> str:
     are finite (the hub stamps ``ts``; ``confidence`` is validated), which is
     all ``allow_nan=False`` would check; numbers are written with ``repr``, as
     json does.
+
+    Every string passes :func:`neutralize`: with :func:`joined_frame` this is
+    where each message the hub sends passes (live, resent, history, Redis
+    sync), so history stored before control characters were refused goes
+    out inert.
     """
     emotion = message.emotion
     if emotion is None:
@@ -462,9 +518,9 @@ def chat_frame(message: ChatMessage) -> str:
     else:
         emotion_json = f'{{"label":{_string(emotion.label)},"confidence":{emotion.confidence!r}}}'
     return (
-        f'{{"type":"message","room":{_string(message.room)},"seq":{message.seq!r}'
-        f',"id":{_string(message.id)},"user":{_string(message.user)}'
-        f',"text":{_string(message.text)},"emotion":{emotion_json}'
+        f'{{"type":"message","room":{_string(neutralize(message.room))},"seq":{message.seq!r}'
+        f',"id":{_string(neutralize(message.id))},"user":{_string(neutralize(message.user))}'
+        f',"text":{_string(neutralize(message.text, text=True))},"emotion":{emotion_json}'
         f',"ts":{message.ts!r}}}'
     )
 
@@ -475,15 +531,27 @@ def presence_frame(event: Literal["join", "leave"], user: str, members: Sequence
         {
             "type": "presence",
             "event": event,
-            "user": user,
-            "members": [m.to_json() for m in members],
+            "user": neutralize(user),
+            "members": [_member_json(m) for m in members],
         }
     )
 
 
+def _member_json(member: Member) -> dict[str, Any]:
+    return {"user": neutralize(member.user), "emotion": _emotion_json(member.emotion)}
+
+
+def _message_json(message: ChatMessage) -> dict[str, Any]:
+    obj = message.to_json()
+    for field in ("room", "id", "user"):
+        obj[field] = neutralize(obj[field])
+    obj["text"] = neutralize(obj["text"], text=True)
+    return obj
+
+
 def error_frame(code: ErrorCode, message: str) -> str:
-    """Encode a refusal."""
-    return encode({"type": "error", "code": code, "message": message})
+    """Encode a refusal (``message`` may quote what the client sent: sent inert)."""
+    return encode({"type": "error", "code": code, "message": neutralize(message)})
 
 
 def parse_server_frame(raw: str | bytes) -> ServerFrame:

@@ -105,6 +105,10 @@ class SqliteStore:
         self.slack = max(1, keep // 10)
         self._oldest: dict[str, int] = {}  # room -> lowest stored seq, once looked up
         self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        # A row another program wrote may hold bytes that are not UTF-8: read it
+        # with U+FFFD rather than fail the join that loads it (the hub's own
+        # rows are valid UTF-8 and read unchanged).
+        self.db.text_factory = _decode_text
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executescript(_SCHEMA)
@@ -177,6 +181,10 @@ class SqliteStore:
             self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         finally:
             self.db.close()
+
+
+def _decode_text(data: bytes) -> str:
+    return data.decode("utf-8", "replace")
 
 
 def _message(room: str, row: tuple[Any, ...]) -> ChatMessage:
