@@ -37,6 +37,7 @@ from collections.abc import Sequence
 from typing import Any, Literal, TypeAlias
 
 from . import protocol
+from .auth import Authorizer
 from .protocol import ChatMessage, Emotion, Join, Limits, Member, Send
 from .rooms import Action, Broadcast, Client, Close, Hub, Reply, Room, _fit
 
@@ -253,8 +254,9 @@ class ClusterHub(Hub):
         limits: Limits = protocol.DEFAULT_LIMITS,
         token: str | None = None,
         hub_id: str = "hub",
+        auth: Authorizer | None = None,
     ) -> None:
-        super().__init__(limits, None, token)
+        super().__init__(limits, None, token, auth)
         self.hub_id = hub_id
         self.rooms: dict[str, MirrorRoom] = {}  # type: ignore[assignment]
         self._conns = itertools.count(1)

@@ -311,6 +311,13 @@ class RedisEngine:
         self._closing = False
         self._queue: list[tuple[str, tuple[Any, ...], asyncio.Future[Any]]] = []
         self._flush_scheduled = False
+        #: Called with the seconds each pipelined batch took to Redis and back.
+        self.on_round_trip: Callable[[float], None] | None = None
+
+    @property
+    def reachable(self) -> bool:
+        """False from a failed call until a heartbeat reaches Redis again."""
+        return self._down_since is None
 
     # --- life cycle --------------------------------------------------------------
 
@@ -456,8 +463,11 @@ class RedisEngine:
     async def _send_batch(
         self, batch: list[tuple[str, tuple[Any, ...], asyncio.Future[Any]]]
     ) -> None:
+        started = time.perf_counter()
         try:
             results = await self._pipeline([(script, args) for script, args, _ in batch])
+            if self.on_round_trip is not None:
+                self.on_round_trip(time.perf_counter() - started)
         except BaseException as exc:
             for *_, future in batch:
                 if not future.done():

@@ -21,6 +21,7 @@ from collections.abc import Iterable
 from typing import Any, TypeAlias
 
 from . import protocol
+from .auth import Authorizer, SharedSecret, Unauthorized
 from .protocol import (
     ChatMessage,
     Emotion,
@@ -162,10 +163,12 @@ class Hub:
         limits: Limits = protocol.DEFAULT_LIMITS,
         store: Store | None = None,
         token: str | None = None,
+        auth: Authorizer | None = None,
     ) -> None:
         self.limits = limits
         self.store: Store = store if store is not None else MemoryStore()
-        self.token = token
+        # ``token`` is the shared secret of ``--token``; ``auth`` any other check.
+        self.auth = auth if auth is not None or token is None else SharedSecret(token)
         self.rooms: dict[str, Room] = {}
 
     # --- connection events ----------------------------------------------------
@@ -246,12 +249,13 @@ class Hub:
         """
         if client.room is not None:
             return self._refuse(client, "already_joined", f"already in {client.room.name}")
-        if self.token is not None and not (
-            join.token is not None and hmac.compare_digest(join.token.encode(), self.token.encode())
-        ):
-            return self._fatal(
-                client, "unauthorized", "wrong or missing token", protocol.CLOSE_POLICY_VIOLATION
-            )
+        if self.auth is not None:
+            try:
+                self.auth.authorize(join.token, join.user, join.room)
+            except Unauthorized as exc:
+                return self._fatal(
+                    client, "unauthorized", str(exc), protocol.CLOSE_POLICY_VIOLATION
+                )
         if join.room not in self.rooms and len(self.rooms) >= self.limits.max_rooms:
             return self._refuse(
                 client, "room_limit", f"the hub holds {self.limits.max_rooms} rooms already"

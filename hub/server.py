@@ -36,6 +36,10 @@ Design:
   ``max_backlog_bytes`` cap when it is not, and memory stays bounded.
 * Per-message compression is off: it would compress each broadcast once per
   member and cost far more CPU than it saves on short JSON frames.
+* The HTTP handshake (``process_request``) answers the operator endpoints
+  ``GET /healthz`` and ``GET /metrics`` (:mod:`hub.metrics`) and refuses,
+  before any WebSocket state exists, a full hub (503) and an address over its
+  handshake rate (429) or its open connections (503): :class:`IpGate`.
 """
 
 from __future__ import annotations
@@ -43,9 +47,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import ipaddress
 import logging
+import math
 import ssl
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -56,15 +63,17 @@ from websockets.http11 import Request, Response
 from websockets.protocol import State
 
 from . import protocol
+from .auth import DEFAULT_LEEWAY, Authorizer, JwtAuthorizer, JwtKey, SharedSecret
 from .cluster import Call, ClusterHub
+from .metrics import CONTENT_TYPE, HubMetrics
 from .protocol import Limits
-from .rooms import Action, Broadcast, Client, Close, Hub, Reply
+from .rooms import Action, Broadcast, Client, Close, Hub, Reply, TokenBucket
 from .storage import HISTORY_KEEP, MemoryStore, SqliteStore, Store
 
 if TYPE_CHECKING:
     from .redis_engine import RedisEngine
 
-__all__ = ["HubConfig", "RunningHub", "serve_hub"]
+__all__ = ["HubConfig", "IpGate", "RunningHub", "serve_hub"]
 
 logger = logging.getLogger("hub")
 
@@ -72,6 +81,14 @@ logger = logging.getLogger("hub")
 MAX_BACKLOG_BYTES = 4 * 1024 * 1024
 #: Default cap on open WebSocket connections; more are refused with HTTP 503.
 MAX_CONNECTIONS = 5000
+#: Default handshakes one address may start per minute; more get HTTP 429.
+MAX_HANDSHAKES_PER_IP = 60
+#: Default connections one address may hold open; more get HTTP 503.
+MAX_CONNECTIONS_PER_IP = 32
+#: Addresses the per-IP limits skip by default: this machine (the embedded
+#: hub, tests, benchmarks and a reverse proxy on the same host, whose clients
+#: all share its address; limit per client at such a proxy).
+IP_LIMIT_EXEMPT = ("127.0.0.0/8", "::1/128")
 PING_INTERVAL = 20.0
 PING_TIMEOUT = 20.0
 
@@ -83,13 +100,18 @@ class HubConfig:
     host: str = "127.0.0.1"
     port: int = 8765
     limits: Limits = protocol.DEFAULT_LIMITS
-    token: str | None = None
+    token: str | None = None  # shared secret (weaker than jwt_key: names are not bound)
+    jwt_key: JwtKey | None = None  # signed per-user tokens; excludes ``token``
+    jwt_leeway: float = DEFAULT_LEEWAY  # seconds of clock difference for exp/nbf/iat
     history_db: Path | None = None
     history_keep: int = HISTORY_KEEP  # per room in history_db; never below history_size
     certfile: Path | None = None
     keyfile: Path | None = None
     max_backlog_bytes: int = MAX_BACKLOG_BYTES
     max_connections: int = MAX_CONNECTIONS
+    max_handshakes_per_ip: int = MAX_HANDSHAKES_PER_IP  # per minute; 0: unlimited
+    max_connections_per_ip: int = MAX_CONNECTIONS_PER_IP  # 0: unlimited
+    ip_limit_exempt: tuple[str, ...] = IP_LIMIT_EXEMPT  # networks the two above skip
     ping_interval: float | None = PING_INTERVAL
     ping_timeout: float = PING_TIMEOUT
     close_timeout: float = 5.0
@@ -104,6 +126,76 @@ class HubConfig:
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(self.certfile, self.keyfile)
         return context
+
+    def authorizer(self) -> Authorizer | None:
+        """The join check: signed tokens, the shared secret, or None (anyone may join)."""
+        if self.jwt_key is not None:
+            if self.token is not None:
+                raise ValueError("token and jwt_key exclude each other")
+            return JwtAuthorizer(self.jwt_key, self.jwt_leeway)
+        return None if self.token is None else SharedSecret(self.token)
+
+
+class IpGate:
+    """Per-address admission at the handshake: a rate and a cap on open connections.
+
+    Sans-I/O like the core: the socket layer asks :meth:`admit` with the
+    peer's address and the time, and reports :meth:`opened` / :meth:`closed`.
+    An IPv6 address counts per /64, which one host or customer usually holds
+    whole; addresses in ``exempt`` are not limited.
+    """
+
+    def __init__(self, per_minute: int, max_open: int, exempt: Iterable[str] = ()) -> None:
+        self.per_minute = per_minute
+        self.max_open = max_open
+        self.exempt = [ipaddress.ip_network(network) for network in exempt]
+        self.open: Counter[str] = Counter()
+        self._buckets: dict[str, TokenBucket] = {}
+        self._sweep_at = 4096  # bucket count that triggers dropping idle buckets
+
+    def key(self, host: str) -> str | None:
+        """What ``host`` is counted as, or None if it is exempt."""
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            return host  # not an IP (a Unix socket path): one key
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        if any(address in network for network in self.exempt):
+            return None
+        if isinstance(address, ipaddress.IPv6Address):
+            return str(ipaddress.IPv6Network((address, 64), strict=False))
+        return str(address)
+
+    def admit(self, key: str, now: float) -> tuple[int, str, float] | None:
+        """None to let ``key`` in, else (HTTP status, reason, seconds to wait)."""
+        if self.max_open and self.open[key] >= self.max_open:
+            return 503, "ip_connections", 0.0
+        if self.per_minute:
+            bucket = self._buckets.get(key)
+            if bucket is None:
+                self._sweep(now)
+                bucket = self._buckets[key] = TokenBucket(
+                    self.per_minute / 60.0, self.per_minute, now
+                )
+            if not bucket.take(now):
+                return 429, "ip_rate", (1.0 - bucket.tokens) / bucket.rate
+        return None
+
+    def opened(self, key: str) -> None:
+        self.open[key] += 1
+
+    def closed(self, key: str) -> None:
+        self.open[key] -= 1
+        if self.open[key] <= 0:
+            del self.open[key]
+
+    def _sweep(self, now: float) -> None:
+        """Drop buckets idle for a minute (full again), amortised O(1) per new key."""
+        if len(self._buckets) < self._sweep_at:
+            return
+        self._buckets = {k: b for k, b in self._buckets.items() if now - b.last < 60.0}
+        self._sweep_at = max(4096, 2 * len(self._buckets))
 
 
 @dataclasses.dataclass(eq=False, slots=True)
@@ -126,10 +218,21 @@ class RunningHub:
 
     def __init__(self, config: HubConfig, store: Store) -> None:
         self.config = config
-        self.core: Hub = Hub(config.limits, store, config.token)
+        self.core: Hub = Hub(config.limits, store, auth=config.authorizer())
         self.engine: RedisEngine | None = None
+        self.open_connections = 0  # WebSocket connections past the handshake
+        self.metrics = HubMetrics(
+            connections=lambda: self.open_connections,
+            rooms=lambda: len(self.core.rooms),
+            redis=config.redis_url is not None,
+        )
         if config.redis_url is not None:
             self.core, self.engine = _redis_core(config, self._perform)
+            self.engine.on_round_trip = self.metrics.observe_redis
+        self.gate = IpGate(
+            config.max_handshakes_per_ip, config.max_connections_per_ip, config.ip_limit_exempt
+        )
+        self.closing = False
         self.server: Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._dirty: list[_Link] = []  # links with pending frames
@@ -174,6 +277,7 @@ class RunningHub:
 
     async def close(self) -> None:
         """Close every connection with 1001, wait for handlers, flush storage."""
+        self.closing = True
         self._flush()  # acks queued in this iteration go out before the close frames
         if self.server is not None:
             self.server.close(close_connections=True)
@@ -188,23 +292,55 @@ class RunningHub:
     # --- per connection -------------------------------------------------------
 
     def _admit(self, connection: ServerConnection, request: Request) -> Response | None:
-        """Refuse the handshake with 503 when ``max_connections`` are open.
+        """Answer the operator endpoints; refuse a full hub or a greedy address.
 
         Refusing before the upgrade costs no WebSocket state, and a client
         reads the status and backs off as from any failed connect.
         """
+        path = request.path.partition("?")[0]
+        if path == "/healthz":
+            return self._healthz(connection)
+        if path == "/metrics":
+            response = connection.respond(200, self.metrics.exposition().decode())
+            response.headers["Content-Type"] = CONTENT_TYPE
+            return response
         assert self.server is not None
-        if len(self.server.connections) < self.config.max_connections:
+        address = connection.remote_address
+        if len(self.server.connections) >= self.config.max_connections:
+            logger.warning("refusing %s: %d connections open", address, self.config.max_connections)
+            self.metrics.http_refusals["hub_full"] += 1
+            return connection.respond(503, "hub full: too many connections, retry later\n")
+        key = self.gate.key(str(address[0])) if address else None
+        if key is None:
             return None
-        logger.warning(
-            "refusing %s: %d connections open",
-            connection.remote_address,
-            self.config.max_connections,
-        )
-        return connection.respond(503, "hub full: too many connections, retry later\n")
+        refused = self.gate.admit(key, time.monotonic())
+        if refused is None:
+            self.gate.opened(key)
+            # Exact even if the handshake or the handler never completes.
+            connection.connection_lost_waiter.add_done_callback(lambda _: self.gate.closed(key))
+            return None
+        status, reason, wait = refused
+        self.metrics.http_refusals[reason] += 1
+        logger.info("refusing %s: %s", address, reason)
+        if status == 429:
+            response = connection.respond(
+                429, f"too many connection attempts from {key}; retry later\n"
+            )
+            response.headers["Retry-After"] = str(max(1, math.ceil(wait)))
+            return response
+        return connection.respond(503, f"too many open connections from {key}\n")
+
+    def _healthz(self, connection: ServerConnection) -> Response:
+        """200 while serving; 503 while shutting down or cut off from Redis."""
+        if self.closing:
+            return connection.respond(503, "shutting down\n")
+        if self.engine is not None and not self.engine.reachable:
+            return connection.respond(503, "redis unreachable\n")
+        return connection.respond(200, "ok\n")
 
     async def _handle(self, ws: ServerConnection) -> None:
         link = _Link(ws)
+        self.open_connections += 1
         client = self.core.connect(time.time(), handle=link)
         keepalive = self._spawn(self._keepalive(client))
         deadline = asyncio.get_running_loop().call_later(
@@ -215,6 +351,7 @@ class RunningHub:
         try:
             async for raw in ws:
                 link.frames_in += 1
+                self.metrics.frames_received += 1
                 if isinstance(raw, str):
                     actions = self.core.receive_text(client, raw, time.time())
                 else:
@@ -227,6 +364,7 @@ class RunningHub:
         except ConnectionClosed:
             pass
         finally:
+            self.open_connections -= 1
             keepalive.cancel()
             deadline.cancel()
             await self._carry_out(self.core.disconnect(client))
@@ -250,8 +388,10 @@ class RunningHub:
         for action in actions:
             if isinstance(action, Broadcast):
                 self._send(action.clients, action.frame)
+                self.metrics.count_frame(action.frame, len(action.clients))
             elif isinstance(action, Reply):
                 self._send((action.client,), action.frame)
+                self.metrics.count_frame(action.frame, 1)
             elif isinstance(action, Close):
                 link: _Link = action.client.handle
                 self._flush_link(link)  # what was said before the close goes first
@@ -268,6 +408,7 @@ class RunningHub:
         data = _text_frame(frame.encode())
         size = len(data)
         cap, dirty, open_ = self.config.max_backlog_bytes, self._dirty, State.OPEN
+        queued = 0
         for client in clients:  # the hot loop of a burst: keep it lean
             link: _Link = client.handle
             ws = link.ws
@@ -275,6 +416,7 @@ class RunningHub:
                 continue
             if link.pending_bytes + ws.transport.get_write_buffer_size() > cap:
                 logger.warning("closing slow consumer %s", client.user)
+                self.metrics.slow_consumer_evictions += 1
                 self._evict(client, protocol.CLOSE_POLICY_VIOLATION, "slow_consumer")
                 continue
             pending = link.pending
@@ -283,6 +425,8 @@ class RunningHub:
             pending.append(data)
             link.pending_bytes += size
             link.sent_bytes += size
+            queued += 1
+        self.metrics.frames_sent += queued
         if self._dirty and not self._flush_scheduled:
             self._flush_scheduled = True
             asyncio.get_running_loop().call_soon(self._flush)
@@ -384,7 +528,7 @@ def _redis_core(
         raise RuntimeError(
             f"--redis needs the redis package: pip install 'fer-tms[redis]' ({exc})"
         ) from None
-    core = ClusterHub(config.limits, config.token, config.hub_id or new_hub_id())
+    core = ClusterHub(config.limits, None, config.hub_id or new_hub_id(), auth=config.authorizer())
     engine = RedisEngine(
         config.redis_url or "",
         core,
