@@ -1,7 +1,7 @@
 """``fer-tui``: command line of the terminal chat client.
 
-Flags win over the config file (see :mod:`fer_tui.config`), which wins over
-defaults. Without ``--server`` an embedded hub is started on 127.0.0.1.
+Flags win over the environment (``FER_TUI_TOKEN``), which wins over the
+config file (see :mod:`fer_tui.config`), which wins over defaults. Without ``--server`` an embedded hub is started on 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -34,7 +34,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--threshold", type=float, help="minimum confidence for a message to be tagged (0-1)"
     )
     parser.add_argument("--fps", type=float, help="face analyses per second (default 4)")
-    parser.add_argument("--token", help="hub access token, if the hub needs one")
+    parser.add_argument(
+        "--token",
+        help="hub access token, if the hub needs one: the signed token its operator gave you"
+        " (fer-hub token) or its shared secret; also FER_TUI_TOKEN or token in the config"
+        " file (this flag wins, then the variable, then the file)",
+    )
     parser.add_argument(
         "--debug-dir",
         metavar="DIR",

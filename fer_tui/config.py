@@ -1,4 +1,4 @@
-"""Client settings: defaults, then the TOML config file, then command-line flags.
+"""Client settings: defaults, then the TOML config file, then the environment, then flags.
 
 The file lives at ``$XDG_CONFIG_HOME/fer-tui/config.toml`` (``~/.config/...``
 by default; ``%APPDATA%\\fer-tui`` on Windows) and may hold any of the
@@ -8,8 +8,11 @@ by default; ``%APPDATA%\\fer-tui`` on Windows) and may hold any of the
     name = "ada"
     camera = "0"
     threshold = 0.4
+    token = "eyJhbGciOi..."   # from the hub's operator (fer-hub token); keep the file private
 
-Reading settings never writes anything.
+The one environment variable is ``FER_TUI_TOKEN`` (the hub token): it beats
+the file and loses to ``--token``, so a token need not sit in the file or in
+the shell history. Reading settings never writes anything.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +33,8 @@ else:  # pragma: no cover
 
 #: Default minimum smoothed confidence for a message to be tagged.
 DEFAULT_THRESHOLD = 0.35
+#: Environment variables and the settings they give (below flags, above the file).
+ENVIRONMENT = {"FER_TUI_TOKEN": "token"}
 
 
 class ConfigError(ValueError):
@@ -92,8 +98,17 @@ def config_path() -> Path:
     return base / "fer-tui" / "config.toml"
 
 
-def load_settings(flags: dict[str, Any], path: Path | None = None) -> Settings:
-    """Defaults ← config file (if any) ← ``flags`` (flags win; ``None`` means unset)."""
+def load_settings(
+    flags: dict[str, Any],
+    path: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Defaults ← config file (if any) ← environment ← ``flags`` (``None`` means unset).
+
+    ``environ`` defaults to :data:`os.environ`; an empty variable counts as unset.
+    """
+    environ = os.environ if environ is None else environ
+    env_values = {key: environ.get(var) or None for var, key in ENVIRONMENT.items()}
     path = config_path() if path is None else path
     file_values: dict[str, Any] = {}
     if path.is_file():
@@ -101,4 +116,4 @@ def load_settings(flags: dict[str, Any], path: Path | None = None) -> Settings:
             file_values = tomllib.loads(path.read_text(encoding="utf-8"))
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise ConfigError(f"cannot read {path}: {exc}") from None
-    return Settings().merged(file_values).merged(flags)
+    return Settings().merged(file_values).merged(env_values).merged(flags)

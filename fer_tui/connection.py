@@ -120,7 +120,12 @@ class HubConnection:
     # --- public API --------------------------------------------------------
 
     def send(self, text: str, emotion: Emotion | None) -> str:
-        """Queue ``text`` for the room and send it now if online; return its ``id``."""
+        """Queue ``text`` for the room and send it now if online; return its ``id``.
+
+        Control characters (a paste may hold some) are replaced by U+FFFD
+        first: the hub refuses them, and a refused message would stay pending.
+        """
+        text = protocol.neutralize(text, text=True)
         message = Outgoing(protocol.new_message_id(), text, emotion)
         self.outbox[message.id] = message
         if self.state == "online" and self._ws is not None:
