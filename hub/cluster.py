@@ -89,7 +89,8 @@ def decode_event(raw: str) -> Event:
     """Parse a published event; raise ``ValueError`` if it is malformed."""
     pos, kind, field, payload = raw.split(" ", 3)
     if kind == "m":
-        return Event(int(pos), "m", seq=int(field), frame=payload)
+        # Sent on as is, so made inert here: another hub may predate the control rule.
+        return Event(int(pos), "m", seq=int(field), frame=protocol.inert_chat_frame(payload))
     if kind not in ("j", "l", "r"):
         raise ValueError(f"unknown event kind {kind!r}")
     body = json.loads(payload)

@@ -58,6 +58,7 @@ __all__ = [
     "chat_frame",
     "chat_message_from_json",
     "check_chars",
+    "inert_chat_frame",
     "decode",
     "encode",
     "error_frame",
@@ -450,6 +451,32 @@ def neutralize(value: str, *, text: bool = False) -> str:
     return pattern.sub("\ufffd", value)
 
 
+# What a refused code point looks like inside an encoded frame: raw (C1, bidi,
+# surrogates; raw C0 is invalid JSON) or as the \u escape JSON encoders write.
+_REFUSED_RAW: Final = re.compile(r"[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+_REFUSED_ESCAPED: Final = re.compile(
+    r"\\u(?:00[01]|007[fF]|00[89]|202[a-eA-E]|206[6-9]|[dD][89a-fA-F])"
+)
+
+
+def inert_chat_frame(frame: str) -> str:
+    """Return an encoded chat ``frame`` whose strings all pass :func:`neutralize`.
+
+    For frames the hub forwards without building them, as a ``--redis`` hub
+    forwards what another hub published. A frame with no trace of a refused
+    code point (the usual case: one scan) is returned as is; one that does not
+    parse is returned with its raw refused code points replaced.
+    """
+    if _REFUSED_RAW.search(frame) is None and (
+        "\\u" not in frame or _REFUSED_ESCAPED.search(frame) is None
+    ):
+        return frame
+    try:
+        return chat_frame(chat_message_from_json(decode(frame)))
+    except (ProtocolError, KeyError, TypeError, ValueError):
+        return _REFUSED_RAW.sub("\ufffd", frame)
+
+
 def _parse_emotion(value: object) -> Emotion | None:
     if value is None:
         return None
@@ -509,8 +536,9 @@ def chat_frame(message: ChatMessage) -> str:
 
     Every string passes :func:`neutralize`: with :func:`joined_frame` this is
     where each message the hub sends passes (live, resent, history, Redis
-    sync), so history stored before control characters were refused goes
-    out inert.
+    sync; what a ``--redis`` hub forwards from others passes
+    :func:`inert_chat_frame`), so history stored before control characters
+    were refused goes out inert.
     """
     emotion = message.emotion
     if emotion is None:
