@@ -352,6 +352,7 @@ async def test_slow_consumer_is_evicted_without_stalling_the_room() -> None:
         leaves = [f["user"] for f in others if f.get("event") == "leave"]
         assert leaves == ["slow"]
         assert set(running.core.rooms["r"].members) == {"ana", "bo"}
+        assert running.metrics.slow_consumer_evictions == 1  # what /metrics reports
         # The hub stopped writing to it once the backlog passed the cap.
         print("slow peer got", slow_link.sent_bytes, "of", count * len(text))
         assert slow_link.sent_bytes < count * len(text) / 2
