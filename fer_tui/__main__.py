@@ -1,7 +1,8 @@
 """``fer-tui``: command line of the terminal chat client.
 
 Flags win over the environment (``FER_TUI_TOKEN``), which wins over the
-config file (see :mod:`fer_tui.config`), which wins over defaults. Without ``--server`` an embedded hub is started on 127.0.0.1.
+config file (see :mod:`fer_tui.config`), which wins over defaults. Without
+``--server`` an embedded hub is started on 127.0.0.1.
 """
 
 from __future__ import annotations
