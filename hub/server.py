@@ -321,7 +321,7 @@ class RunningHub:
             return None
         status, reason, wait = refused
         self.metrics.http_refusals[reason] += 1
-        logger.info("refusing %s: %s", address, reason)
+        logger.debug("refusing %s: %s", address, reason)  # counted in /metrics: no log flood
         if status == 429:
             response = connection.respond(
                 429, f"too many connection attempts from {key}; retry later\n"
