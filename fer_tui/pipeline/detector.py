@@ -70,9 +70,12 @@ def _create_yunet(model: bytes, min_confidence: float) -> Any:
     # One DNN thread leaves the other cores to the UI; the capture thread runs 4 fps.
     cv2.setNumThreads(1)
     # OpenCV 5 logs a warning on stderr here (targets vs. its new graph engine), which
-    # would draw over the terminal UI: silence it for this call only.
-    log_level = cv2.utils.logging.getLogLevel()
-    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+    # would draw over the terminal UI: silence it for this call only (4.x has no such API,
+    # nor the warning).
+    logging = getattr(cv2.utils, "logging", None)
+    log_level = logging.getLogLevel() if logging else None
+    if logging:
+        logging.setLogLevel(logging.LOG_LEVEL_ERROR)
     try:
         return cv2.FaceDetectorYN.create(
             "onnx",
@@ -85,7 +88,8 @@ def _create_yunet(model: bytes, min_confidence: float) -> Any:
     except cv2.error as exc:
         raise DetectorError(f"OpenCV {cv2.__version__} cannot load YuNet 2023mar: {exc}") from exc
     finally:
-        cv2.utils.logging.setLogLevel(log_level)
+        if logging:
+            logging.setLogLevel(log_level)
 
 
 class FaceDetector:
