@@ -168,12 +168,17 @@ def config_from_args(args: argparse.Namespace) -> HubConfig:
     )
 
 
+def _resolve_once(future: asyncio.Future[int], value: int) -> None:
+    if not future.done():  # a second signal while closing changes nothing
+        future.set_result(value)
+
+
 async def run(config: HubConfig) -> None:
     """Serve until SIGINT or SIGTERM."""
     loop = asyncio.get_running_loop()
-    stop = loop.create_future()
+    stop: asyncio.Future[int] = loop.create_future()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, lambda s=sig: stop.done() or stop.set_result(s))
+        loop.add_signal_handler(sig, _resolve_once, stop, sig)
     async with serve_hub(config) as running:
         # One parseable line for scripts and tests that start the hub on port 0.
         print(f"fer-hub listening on {running.url}", flush=True)
