@@ -19,6 +19,7 @@ import venv
 import zipfile
 from email.parser import Parser
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 from packaging.requirements import Requirement
@@ -250,3 +251,55 @@ def test_wheel_installed_in_a_fresh_venv_runs_both_commands(wheel: Path, tmp_pat
     assert where.returncode == 0, where.stderr
     for path in where.stdout.split():
         assert Path(path).is_relative_to(env_dir), path
+
+
+# --- tools/wheel_matrix.py (its pip calls need the network: run it by hand) ----------
+
+
+@pytest.fixture(scope="module")
+def wheel_matrix() -> ModuleType:
+    sys.path.insert(0, str(REPO / "tools"))
+    try:
+        import wheel_matrix
+    finally:
+        sys.path.remove(str(REPO / "tools"))
+    return wheel_matrix
+
+
+def test_wheel_matrix_evaluates_each_requirements_marker_per_target(
+    wheel_matrix: ModuleType,
+) -> None:
+    targets = {target.name: target for target in wheel_matrix.TARGETS}
+    specs = {Requirement(s).name: Requirement(s) for s in wheel_matrix.requirements(["client"])}
+    assert {"websockets", "textual", "opencv-python-headless", "ai-edge-litert"} <= set(specs)
+
+    def where(name: str, python: str = "3.12") -> set[str]:
+        return {t for t in targets if wheel_matrix.applies(specs[name], targets[t], python)}
+
+    assert where("ai-edge-litert") == set(targets) - {"macOS x86-64"}
+    assert where("uvloop") == set(targets) - {"Windows x86-64"}
+    assert where("tomli", "3.10") == set(targets) and where("tomli", "3.11") == set()
+    with pytest.raises(SystemExit, match="no extra 'nope'"):
+        wheel_matrix.requirements(["nope"])
+
+
+def test_wheel_matrix_linux_targets_accept_every_older_manylinux(wheel_matrix: ModuleType) -> None:
+    by_name = {target.name: target.platforms for target in wheel_matrix.TARGETS}
+    assert {"manylinux_2_35_aarch64", "manylinux_2_17_aarch64", "manylinux2014_aarch64"} <= set(
+        by_name["Linux aarch64"]
+    )
+    assert {"manylinux_2_28_x86_64", "manylinux2014_x86_64", "manylinux1_x86_64"} <= set(
+        by_name["Linux x86-64"]
+    )
+
+
+def test_wheel_matrix_cells_group_pythons_that_get_the_same_version(
+    wheel_matrix: ModuleType,
+) -> None:
+    same = dict.fromkeys(wheel_matrix.PYTHONS, "2.3.0")
+    assert wheel_matrix.summarize(same) == "2.3.0"
+    split = {**same, "3.10": "1.0", "3.14": "—"}
+    assert wheel_matrix.summarize(split) == "3.10 1.0, 3.11–3.13 2.3.0, 3.14 —"
+    assert wheel_matrix.summarize({}) == "(not needed)"
+    assert wheel_matrix.wheel_version("numpy-2.5.5-cp312-cp312-win_amd64.whl") == "2.5.5"
+    assert wheel_matrix.wheel_version(None) == "—"
