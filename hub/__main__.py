@@ -14,6 +14,7 @@ import logging
 import signal
 import sys
 from collections.abc import Coroutine, Sequence
+from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
@@ -200,6 +201,14 @@ def run_loop(main_task: Coroutine[Any, Any, None], loop: str) -> None:
     asyncio.run(main_task)
 
 
+def _installed(module: str) -> bool:
+    """Whether ``module`` can be imported (checked before the event loop starts)."""
+    try:
+        return find_spec(module) is not None
+    except ImportError:  # a finder that refuses it, as an uninstalled package reads
+        return False
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
@@ -215,6 +224,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         build_parser().error("--history-db and --redis exclude each other: Redis keeps history")
     if args.redis_heartbeat <= 0:
         build_parser().error("--redis-heartbeat must be positive")
+    if args.redis is not None and not _installed("redis"):
+        build_parser().error("--redis needs the redis extra: pip install 'fer-tms[redis]'")
     try:
         run_loop(run(config_from_args(args)), args.loop)
     except (OSError, RuntimeError) as exc:

@@ -303,3 +303,13 @@ def test_wheel_matrix_cells_group_pythons_that_get_the_same_version(
     assert wheel_matrix.summarize({}) == "(not needed)"
     assert wheel_matrix.wheel_version("numpy-2.5.5-cp312-cp312-win_amd64.whl") == "2.5.5"
     assert wheel_matrix.wheel_version(None) == "—"
+
+
+def test_fer_hub_redis_without_the_extra_says_what_to_install() -> None:
+    code = BLOCKER.format(blocked={"redis"}) + (
+        "import sys\nfrom hub.__main__ import main\nmain(sys.argv[1:])\n"
+    )
+    done = run_python(code, "--port", "0", "--redis", "redis://127.0.0.1:9/0")
+    assert done.returncode == 2
+    assert "pip install 'fer-tms[redis]'" in done.stderr.splitlines()[-1]
+    assert "Traceback" not in done.stderr
