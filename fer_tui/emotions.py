@@ -1,24 +1,18 @@
-"""The seven FER2013 expression classes: one place for labels, order and emoji.
+"""The seven FER2013 expression classes as the client shows them: order, index and emoji.
 
-The model's output index, the wire protocol's ``emotion.label`` values and the
-emoji the client shows all come from here. Training, the hub and the client
-import this module; nothing else spells the labels out.
+The labels themselves are the wire contract, owned by the hub
+(:data:`hub.labels.LABELS`) and re-exported here; the model's output index and
+the emoji the client shows come from this module. Training and the client
+import it; nothing else spells the labels out.
 """
 
 from __future__ import annotations
 
 from typing import Final
 
-#: Class names in FER2013's canonical order (the model's output order).
-LABELS: Final[tuple[str, ...]] = (
-    "angry",
-    "disgust",
-    "fear",
-    "happy",
-    "sad",
-    "surprise",
-    "neutral",
-)
+from hub.labels import LABELS
+
+__all__ = ["EMOJI", "LABELS", "NUM_CLASSES", "emoji_for", "label_index"]
 
 #: One emoji per class, as the original web app showed them.
 EMOJI: Final[dict[str, str]] = {

@@ -19,6 +19,7 @@ import logging
 import signal
 import sys
 from collections.abc import Coroutine, Sequence
+from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
@@ -334,22 +335,22 @@ def config_from_args(args: argparse.Namespace, jwt_key: JwtKey | None = None) ->
     )
 
 
+def _resolve_once(future: asyncio.Future[int], value: int) -> None:
+    if not future.done():  # a second signal while closing changes nothing
+        future.set_result(value)
+
+
 async def run(config: HubConfig) -> None:
     """Serve until SIGINT or SIGTERM."""
     loop = asyncio.get_running_loop()
-    stop = loop.create_future()
+    stop: asyncio.Future[int] = loop.create_future()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, _set_once, stop, sig)
+        loop.add_signal_handler(sig, _resolve_once, stop, sig)
     async with serve_hub(config) as running:
         # One parseable line for scripts and tests that start the hub on port 0.
         print(f"fer-hub listening on {running.url}", flush=True)
         received = await stop
         logging.getLogger("hub").info("%s: shutting down", signal.Signals(received).name)
-
-
-def _set_once(future: asyncio.Future[signal.Signals], value: signal.Signals) -> None:
-    if not future.done():
-        future.set_result(value)
 
 
 def run_loop(main_task: Coroutine[Any, Any, None], loop: str) -> None:
@@ -364,6 +365,14 @@ def run_loop(main_task: Coroutine[Any, Any, None], loop: str) -> None:
             uvloop.run(main_task)
             return
     asyncio.run(main_task)
+
+
+def _installed(module: str) -> bool:
+    """Whether ``module`` can be imported (checked before the event loop starts)."""
+    try:
+        return find_spec(module) is not None
+    except ImportError:  # a finder that refuses it, as an uninstalled package reads
+        return False
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -387,6 +396,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         build_parser().error("--redis-heartbeat must be positive")
     if args.max_handshakes_per_ip < 0 or args.max_connections_per_ip < 0 or args.jwt_leeway < 0:
         build_parser().error("per-IP limits and --jwt-leeway must not be negative")
+    if args.redis is not None and not _installed("redis"):
+        build_parser().error("--redis needs the redis extra: pip install 'fer-tms[redis]'")
     try:
         for network in args.ip_limit_exempt:
             ipaddress.ip_network(network)

@@ -96,6 +96,7 @@ def decode_event(raw: str) -> Event:
     body = json.loads(payload)
     return Event(
         int(pos),
+        # ignore: kind is "j", "l" or "r" (checked above); mypy does not narrow a str by `in`.
         kind,  # type: ignore[arg-type]
         user=body["user"],
         conn=field,
@@ -259,6 +260,7 @@ class ClusterHub(Hub):
     ) -> None:
         super().__init__(limits, None, token, auth)
         self.hub_id = hub_id
+        # ignore: a ClusterHub holds only MirrorRooms; Hub's dict[str, Room] is invariant.
         self.rooms: dict[str, MirrorRoom] = {}  # type: ignore[assignment]
         self._conns = itertools.count(1)
 
@@ -462,7 +464,7 @@ class ClusterHub(Hub):
         if event.kind == "r":
             return self._taken_over(room, event.conn)
         room.everyone = event.members
-        presence = "join" if event.kind == "j" else "leave"
+        presence: Literal["join", "leave"] = "join" if event.kind == "j" else "leave"
         frame = protocol.presence_frame(presence, event.user, event.members)
         room.hold(event.pos, frame)
         clients = room.live(event.pos)
@@ -497,6 +499,7 @@ class ClusterHub(Hub):
         actions: list[Action] = []
         for event, users in (("leave", before - after), ("join", after - before)):
             for user in sorted(users):
+                # ignore: event is "leave" or "join" (the tuple above); mypy widens it to str.
                 frame = protocol.presence_frame(event, user, members)  # type: ignore[arg-type]
                 room.hold(pos, frame)
                 clients = room.live(pos)

@@ -38,7 +38,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any, Final, Literal, TypeAlias
 
-from fer_tui.emotions import LABELS
+from .labels import LABELS
 
 __all__ = [
     "DEFAULT_LIMITS",
@@ -173,7 +173,7 @@ class ProtocolError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class Emotion:
-    """An expression label from :data:`fer_tui.emotions.LABELS` and its confidence."""
+    """An expression label from :data:`hub.labels.LABELS` and its confidence."""
 
     label: str
     confidence: float

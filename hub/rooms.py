@@ -18,7 +18,7 @@ import dataclasses
 import hmac
 from collections import OrderedDict, deque
 from collections.abc import Iterable
-from typing import Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from . import protocol
 from .auth import Authorizer, SharedSecret, Unauthorized
@@ -152,7 +152,10 @@ class Close:
     reason: str
 
 
-Action: TypeAlias = "Reply | Broadcast | Close"
+if TYPE_CHECKING:
+    from .cluster import Call  # only a ClusterHub returns one (hub/cluster.py)
+
+Action: TypeAlias = "Reply | Broadcast | Close | Call"
 
 
 class Hub:

@@ -476,6 +476,7 @@ class RunningHub:
                 while True:
                     before = self._activity(link)
                     await asyncio.wait([asyncio.ensure_future(pong)], timeout=timeout)
+                    # ignore: ws.ping() is typed Awaitable[float]; it returns an asyncio.Future.
                     if pong.done():  # type: ignore[attr-defined]
                         break
                     if self._activity(link) == before:

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+import shutil
+import statistics
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
-from client_fixtures import FACES_DIR, face_counts, model_path
+from client_fixtures import FACES_DIR, FER_VAL, face_counts, model_path
 
 from fer_tui.classifier import EmotionClassifier, ModelError
 from fer_tui.emotions import LABELS, NUM_CLASSES
@@ -20,8 +25,8 @@ from fer_tui.pipeline import (
     tag_for,
 )
 from fer_tui.pipeline.analysis import Analysis
-from fer_tui.pipeline.detector import FaceDetector
-from fer_tui.preprocess import FACE_SIZE, Box
+from fer_tui.pipeline.detector import MODEL_INFO, DetectorError, FaceDetector, load_model
+from fer_tui.preprocess import FACE_MARGIN, FACE_SIZE, Box
 
 cv2 = pytest.importorskip("cv2")
 
@@ -50,9 +55,67 @@ def test_faces_found_where_the_readme_says(detector: FaceDetector) -> None:
         height, width = frame.shape[:2]
         for box, confidence in faces:
             assert 0.5 <= confidence <= 1.0
-            # Every box overlaps the frame (a face cut by the edge may stick out a little).
-            assert box.x < width and box.y < height and box.x + box.w > 0 and box.y + box.h > 0
+            # Clipped: YuNet's box for a face cut by the edge starts outside the frame.
+            assert box.x >= 0 and box.y >= 0 and box.w > 0 and box.h > 0
+            assert box.x + box.w <= width and box.y + box.h <= height
     assert found == counts
+
+
+@pytest.mark.realdata
+def test_face_cut_by_the_top_edge_is_clipped_to_the_frame(detector: FaceDetector) -> None:
+    face_counts()
+    frame = cv2.imread(str(FACES_DIR / "group_meeting.jpg"))
+    boxes = [box for box, _ in detector.detect(frame)]
+    assert len(boxes) == 5
+    assert sum(box.y == 0 for box in boxes) == 1  # the 5th face, only nose to chin in frame
+
+
+@pytest.mark.realdata
+@pytest.mark.timeout(120)
+def test_detector_frames_fer2013_faces_as_the_crop_margin_assumes(detector: FaceDetector) -> None:
+    """The crop must frame a live face as FER2013 framed its faces (see preprocess.FACE_MARGIN).
+
+    The same measurement as ``bench/client_bench.py``'s margin line, on 200 val images:
+    upscaled to 192 px and edge-padded so the detector sees a whole face.
+    """
+    if not FER_VAL.is_file():
+        pytest.skip(f"FER2013 validation data not found at {FER_VAL}")
+    with np.load(FER_VAL) as archive:
+        images = archive["x"]
+    picks = np.random.default_rng(0).choice(len(images), 200, replace=False)
+    whole = FaceDetector(max_side=10_000)
+    side, pad = 192, 96
+    ratios = []
+    for i in picks:
+        image = cv2.resize(images[i], (side, side), interpolation=cv2.INTER_CUBIC)
+        image = cv2.copyMakeBorder(image, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
+        found = whole.largest(cv2.cvtColor(image, cv2.COLOR_GRAY2BGR))
+        if found is not None:
+            ratios.append(max(found[0].w, found[0].h) / side)
+    assert len(ratios) >= 0.9 * len(picks)
+    margin = (1 / statistics.median(ratios) - 1) / 2
+    assert abs(margin - FACE_MARGIN) < 0.02, margin
+
+
+def test_bundled_model_is_the_recorded_file() -> None:
+    info = json.loads(MODEL_INFO.read_text(encoding="utf-8"))
+    model = MODEL_INFO.parent / info["file"]
+    assert model.stat().st_size == info["file_bytes"] == 232_589
+    digest = "8f2383e4dd3cfbb4553ea8718107fc0423210dc964f9f4280604804ed2552fa4"
+    assert hashlib.sha256(model.read_bytes()).hexdigest() == info["sha256"] == digest
+    assert "MIT License" in (MODEL_INFO.parent / info["license_file"]).read_text(encoding="utf-8")
+    assert load_model() == model.read_bytes()
+
+
+def test_altered_or_missing_model_is_refused(tmp_path: Path) -> None:
+    info_path = tmp_path / MODEL_INFO.name
+    shutil.copy(MODEL_INFO, info_path)
+    model = tmp_path / json.loads(info_path.read_text(encoding="utf-8"))["file"]
+    with pytest.raises(DetectorError, match="missing"):
+        load_model(info_path)
+    model.write_bytes(b"\0" * 1000)
+    with pytest.raises(DetectorError, match="SHA-256"):
+        load_model(info_path)
 
 
 @pytest.mark.realdata

@@ -42,7 +42,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import numpy as np
 import typer
@@ -164,11 +164,11 @@ def fit(
 class _Batches:
     """The training faces on the device, and how one step's batch and targets are made."""
 
-    x: object  # uint8 N×48×48 tensor
-    y: object  # int64 N tensor
+    x: Any  # uint8 N×48×48 tensor (Any: torch is optional and untyped for mypy here)
+    y: Any  # int64 N tensor
     teachers: list
     config: FitConfig
-    generator: object
+    generator: Any
 
     def get(self, index):
         """Augmented faces (N×48×48×1, 0–255) and their targets for ``index``."""
@@ -300,7 +300,9 @@ def parse_layout(text: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
 def config_from_json(text: str) -> FitConfig:
     """The :class:`FitConfig` that ``json.dumps(asdict(config))`` wrote (tuples restored)."""
     raw = json.loads(text)
-    augment = {k: tuple(v) if isinstance(v, list) else v for k, v in raw["augment"].items()}
+    augment: dict[str, Any] = {
+        k: tuple(v) if isinstance(v, list) else v for k, v in raw["augment"].items()
+    }
     raw["augment"] = AugmentConfig(**augment)
     for key in ("widths", "convs_per_stage", "teachers"):
         raw[key] = tuple(raw[key])
@@ -502,7 +504,9 @@ def _keep_teachers(paths: tuple[str, ...], keep: Path) -> None:
 
 def save_weights(weights: list[np.ndarray], path: Path) -> None:
     """Save weights as float16 arrays in layer order: half a ``.keras`` file's size."""
-    np.savez(path, **{f"w{i:03d}": w.astype(np.float16) for i, w in enumerate(weights)})
+    # Any: numpy's stub would check **arrays against savez(allow_pickle: bool).
+    arrays: dict[str, Any] = {f"w{i:03d}": w.astype(np.float16) for i, w in enumerate(weights)}
+    np.savez(path, **arrays)
 
 
 def _keep_records(out: Path, keep: Path) -> None:

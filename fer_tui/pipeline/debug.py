@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from fer_tui.pipeline.analysis import Analysis
 
 
@@ -37,7 +39,7 @@ class DebugWriter:
             written.append(self._write(f"{name}_face.png", analysis.crop))
         return written
 
-    def _write(self, file_name: str, image: object) -> Path:
+    def _write(self, file_name: str, image: np.ndarray) -> Path:
         # Encode in memory and write from Python, so audit hooks see every file written.
         import cv2
 

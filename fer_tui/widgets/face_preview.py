@@ -37,8 +37,11 @@ def render_crop(crop: np.ndarray, cells: int = PREVIEW_CELLS) -> Text:
     (the preview is redrawn a few times a second).
     """
     import cv2
+    import numpy as np
 
-    small = cv2.resize(crop, (cells, cells), interpolation=cv2.INTER_AREA) & 0xFC
+    small = (
+        np.asarray(cv2.resize(crop, (cells, cells), interpolation=cv2.INTER_AREA), np.uint8) & 0xFC
+    )
     row_text = "▀" * cells + "\n"
     spans = []
     for row, (top, bottom) in enumerate(

@@ -27,6 +27,7 @@ class MemberList(Static):
     """The member list (updated on join, presence and every message)."""
 
     def __init__(self, me: str | None = None, **kwargs: object) -> None:
+        # ignore: kwargs are Textual's widget options (id, classes, ...), passed on unchanged.
         super().__init__(format_members((), me), **kwargs)  # type: ignore[arg-type]
         self.me = me
         self.members: tuple[Member, ...] = ()

@@ -71,6 +71,7 @@ class MessageLog(VerticalScroll):
     can_focus = False
 
     def __init__(self, **kwargs: object) -> None:
+        # ignore: kwargs are Textual's widget options (id, classes, ...), passed on unchanged.
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self._rows: dict[str, MessageRow] = {}
 
