@@ -48,6 +48,7 @@ __all__ = [
     "Action",
     "Authorize",
     "Broadcast",
+    "Call",
     "Client",
     "Close",
     "Hub",
@@ -190,7 +191,18 @@ class Close:
     reason: str
 
 
-Action: TypeAlias = "Reply | Broadcast | Close"
+@dataclasses.dataclass(frozen=True, slots=True)
+class Call:
+    """Carry out ``request`` against the shared engine, then report back to the core.
+
+    Only :class:`hub.cluster.ClusterHub` (``--redis``) returns these; its
+    module defines the requests.
+    """
+
+    request: Any
+
+
+Action: TypeAlias = "Reply | Broadcast | Close | Call"
 
 
 class Hub:

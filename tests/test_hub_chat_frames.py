@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,11 +15,13 @@ import pytest
 from hub_fixtures import Peer, hub
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from redis_fixtures import redis_server
 
 from fer_tui.emotions import LABELS
 from hub import protocol
-from hub.protocol import Emotion, HistoryRequest, Nick, ProtocolError, Send, SetTopic
-from hub.rooms import Broadcast, Hub, Reply
+from hub.cluster import ClusterHub, Event, JoinCall, JoinResult, decode_event, encode_event
+from hub.protocol import Emotion, HistoryRequest, Member, Nick, ProtocolError, Send, SetTopic
+from hub.rooms import Broadcast, Call, Client, Hub, Reply
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -298,3 +301,149 @@ def test_malformed_server_frames_fail_with_protocol_error_only(
 ) -> None:
     with contextlib.suppress(ProtocolError):  # anything else escaping fails the test
         protocol.parse_server_frame(json.dumps({**body, "type": kind}))
+
+
+# --- the same across two hubs on one real Redis ---------------------------------------
+
+
+@pytest.fixture
+def redis_url(tmp_path: Path) -> Iterator[str]:
+    with redis_server(tmp_path) as server:
+        yield server.url
+
+
+@contextlib.asynccontextmanager
+async def two_hubs(redis_url: str) -> AsyncIterator[tuple[str, str]]:
+    options = {"redis_url": redis_url, "redis_heartbeat": 0.2}
+    async with hub(**options) as first, hub(**options) as second:
+        yield first.url, second.url
+
+
+@pytest.mark.slow
+async def test_a_direct_message_crosses_hubs_to_its_addressee_only(redis_url: str) -> None:
+    async with (
+        two_hubs(redis_url) as (a, b),
+        Peer.open(a) as ana,
+        Peer.open(b) as bo,
+        Peer.open(a) as cy,
+        Peer.open(b) as dee,
+    ):
+        session = protocol.new_session()
+        await ana.join("lobby", "ana", session=session)
+        for peer, name in ((bo, "bo"), (cy, "cy"), (dee, "dee")):
+            await peer.join("lobby", name)
+        await say(ana, "d1", "psst, bo", to="bo")
+        for peer in (ana, bo):
+            frame = await peer.recv_type("message")
+            assert (frame["id"], frame["to"], frame["user"]) == ("d1", "bo", "ana")
+        for peer in (cy, dee):
+            assert not [f for f in await peer.drain(0.5) if f["type"] == "message"]
+        async with Peer.open(b) as late:
+            assert (await late.join("lobby", "eve"))["history"] == []
+        await say(ana, "d2", "hello?", to="ghost")
+        assert (await ana.expect_error("no_such_member"))["id"] == "d2"
+    async with two_hubs(redis_url) as (a, b), Peer.open(b) as ana_again, Peer.open(a) as bo:
+        # A resend through another hub is acknowledged again, delivered to no one new.
+        await bo.join("lobby", "bo")
+        await ana_again.join("lobby", "ana", session=session)
+        await say(ana_again, "d1", "psst, bo", to="bo")
+        assert (await ana_again.recv_type("message"))["id"] == "d1"
+        assert not [f for f in await bo.drain(0.5) if f["type"] == "message"]
+
+
+@pytest.mark.slow
+async def test_nick_and_topic_cross_hubs(redis_url: str) -> None:
+    async with two_hubs(redis_url) as (a, b), Peer.open(a) as ana, Peer.open(b) as bo:
+        await ana.join("lobby", "ana")
+        await bo.join("lobby", "bo")
+        await ana.send(protocol.nick_frame("bo"))
+        await ana.expect_error("name_taken")  # held on the other hub
+        await ana.send(protocol.nick_frame("anna"))
+        for peer in (ana, bo):
+            frame = await peer.recv_type("presence")
+            assert (frame["event"], frame["user"], frame["old"]) == ("nick", "anna", "ana")
+        await say(ana, "m1", "renamed", emotion=Emotion("happy", 0.9, picked=True), action=True)
+        frame = await bo.recv_type("message")
+        assert (frame["user"], frame["action"], frame["emotion"]["picked"]) == ("anna", True, True)
+        assert (await ana.recv_type("message"))["id"] == "m1"
+        await say(bo, "d1", "hi anna", to="anna")
+        assert (await ana.recv_type("message"))["to"] == "anna"
+        async with Peer.open(b) as taken:
+            await taken.send(protocol.join_frame("lobby", "anna"))
+            await taken.expect_error("name_taken")
+        await bo.send(protocol.topic_frame("cross-hub topic"))
+        for peer in (ana, bo):
+            frame = await peer.recv_type("topic")
+            assert (frame["topic"], frame["user"]) == ("cross-hub topic", "bo")
+    async with two_hubs(redis_url) as (a, _), Peer.open(a) as cy:
+        joined = await cy.join("lobby", "cy")
+        assert joined["topic"] == "cross-hub topic"  # kept in Redis across hub restarts
+        assert joined["history"][-1]["action"] is True
+
+
+# --- the cluster core's new events, driven by hand (no Redis) ---------------------------
+
+
+def cluster_member(core: ClusterHub, user: str, pos: int | None) -> Client:
+    """A local member of room "r"; ``pos`` None leaves its join pending."""
+    client = core.connect(0.0)
+    (action,) = core.receive_text(client, protocol.join_frame("r", user, None, None, "s"), 0.0)
+    assert isinstance(action, Call) and isinstance(action.request, JoinCall)
+    if pos is not None:
+        core.join_done(action.request, JoinResult(pos=pos, members=(Member(user, None),)))
+    return client
+
+
+def delivered(actions: list[Any], client: Client) -> list[dict[str, Any]]:
+    return [
+        json.loads(a.frame)
+        for a in actions
+        if (isinstance(a, Reply) and a.client is client)
+        or (isinstance(a, Broadcast) and client in a.clients)
+    ]
+
+
+@given(
+    pos=st.integers(1, 2**40),
+    seq=st.integers(0, 2**40),
+    user=names,
+    old=names,
+    to=names,
+)
+def test_new_events_round_trip(pos: int, seq: int, user: str, old: str, to: str) -> None:
+    dm = protocol.chat_frame(protocol.ChatMessage("r", seq, "i", user, "x\ny", None, 1.0, to=to))
+    topic = protocol.topic_changed_frame(protocol.Topic("r", "t o p", user, 2.0))
+    members = (Member(user, Emotion("happy", 0.5, picked=True)),)
+    for event in (
+        Event(pos, "d", seq=seq, frame=dm),
+        Event(pos, "t", seq=0, frame=topic),
+        Event(pos, "n", user=user, old=old, conn="h.1", members=members),
+    ):
+        assert decode_event(encode_event(event)) == event
+
+
+def test_a_direct_message_event_reaches_only_the_local_addressee_and_sender() -> None:
+    core = ClusterHub(hub_id="h1")
+    ana, bo, cy = (cluster_member(core, name, 1) for name in ("ana", "bo", "cy"))
+    dee = core.connect(0.0)  # the addressee of the second DM, its join still pending
+    (pending,) = core.receive_text(dee, protocol.join_frame("r", "dee", None, None, "s"), 0.0)
+    assert isinstance(pending, Call)
+    to_bo = protocol.ChatMessage("r", 0, "d1", "ana", "psst", None, 1.0, to="bo")
+    actions = core.event("r", Event(2, "d", seq=0, frame=protocol.chat_frame(to_bo)))
+    assert [f["id"] for f in delivered(actions, ana)] == ["d1"]
+    assert [f["id"] for f in delivered(actions, bo)] == ["d1"]
+    assert delivered(actions, cy) == [] and delivered(actions, dee) == []
+    to_dee = protocol.ChatMessage("r", 0, "d2", "cy", "hi dee", None, 1.0, to="dee")
+    actions = core.event("r", Event(3, "d", seq=0, frame=protocol.chat_frame(to_dee)))
+    assert [f["id"] for f in delivered(actions, cy)] == ["d2"]
+    assert delivered(actions, ana) == delivered(actions, bo) == []
+    # dee's join lands before the DM: it gets it from its buffer, right after "joined".
+    result = JoinResult(pos=2, members=(Member("dee", None),))
+    frames = delivered(core.join_done(pending.request, result), dee)
+    assert [(f["type"], f.get("id")) for f in frames] == [("joined", None), ("message", "d2")]
+    # A nick event renames in presence; the room's seq did not move for the DMs.
+    renamed = core.event("r", Event(4, "n", user="bea", old="bo", conn="x", members=()))
+    assert delivered(renamed, cy)[0] == {
+        "type": "presence", "event": "nick", "user": "bea", "old": "bo", "members": [],
+    }  # fmt: skip
+    assert core.rooms["r"].seq == 0

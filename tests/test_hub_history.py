@@ -16,6 +16,7 @@ from client_fixtures import wait_until
 from hub_fixtures import Peer, hub
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from redis_fixtures import redis_server
 
 from fer_tui.connection import (
     HistoryPage,
@@ -207,3 +208,36 @@ def test_memory_store_keeps_rooms_apart() -> None:
     messages, complete = store.page("a", None, 10)
     assert [(m.room, m.seq) for m in messages] == [("a", 2), ("a", 3), ("a", 4)] and complete
     assert store.page("c", None, 10) == ([], True)
+
+
+@pytest.mark.slow
+async def test_a_resume_through_another_redis_hub_gets_all_1000_missed_messages(
+    tmp_path: Path,
+) -> None:
+    with redis_server(tmp_path) as redis:
+        options = {"limits": FAST, "redis_url": redis.url, "redis_heartbeat": 0.2}
+        async with (
+            hub(**options) as first,
+            hub(**options) as second,
+            Peer.open(first.url) as ana,
+        ):
+            await ana.join("lobby", "ana")
+            await post(ana, MISSED)
+            bob = Reader(second.url, "bob", since=0)
+            try:
+                await wait_until(lambda: any(isinstance(e, JoinedRoom) for e in bob.events))
+                await post(ana, 5, start=MISSED)
+                await wait_until(lambda: len(bob.received()) == MISSED + 5, what="all")
+                assert [m.seq for m in bob.received()] == list(range(1, MISSED + 6))
+                (joined,) = [e.joined for e in bob.events if isinstance(e, JoinedRoom)]
+                assert joined.truncated
+            finally:
+                await bob.close()
+            # Paging by hand reaches seq 1 and says complete.
+            await ana.send(protocol.history_request_frame(3))
+            page = await ana.recv_type("history")
+            assert [m["seq"] for m in page["messages"]] == [1, 2] and page["complete"]
+            await ana.send(protocol.history_request_frame(None, 10))
+            page = await ana.recv_type("history")
+            assert [m["seq"] for m in page["messages"]] == list(range(996, 1006))
+            assert not page["complete"]
