@@ -475,3 +475,50 @@ def test_a_topic_set_while_the_subscription_was_down_comes_with_the_sync() -> No
     assert not [
         f for f in delivered(core.sync_done(again.request, result), ana) if f["type"] == "topic"
     ]
+
+
+# --- a DM never reaches a third member, whatever joins, leaves and renames come first ----
+
+ops = st.lists(
+    st.tuples(
+        st.sampled_from(["join", "leave", "nick", "dm", "say"]),
+        st.integers(0, 4),  # which connection
+        st.sampled_from(["ana", "bo", "cy", "dee", "eve"]),  # a name: to join, take or address
+    ),
+    max_size=40,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(ops)
+def test_a_direct_message_reaches_only_its_addressee_and_sender(steps: list) -> None:
+    core = Hub()
+    clients = [core.connect(0.0) for _ in range(5)]
+    for i, (op, who, name) in enumerate(steps):
+        client = clients[who]
+        if op == "join" and client.room is None and not client.closing:
+            actions = core.receive_text(client, protocol.join_frame("r", name), float(i))
+        elif op == "leave" and client.room is not None:
+            actions = core.disconnect(client)
+            clients[who] = core.connect(float(i))
+        elif op == "nick":
+            actions = core.receive_text(client, protocol.nick_frame(name), float(i))
+        elif op == "dm":
+            frame = protocol.message_frame(f"d{i}", "secret", to=name)
+            sender, actions = client.user, core.receive_text(client, frame, float(i))
+        else:
+            actions = core.receive_text(client, protocol.message_frame(f"m{i}", "hi"), float(i))
+        for action in actions:
+            if not isinstance(action, (Reply, Broadcast)):
+                continue
+            frame = json.loads(action.frame)
+            if frame["type"] != "message" or frame["to"] is None:
+                continue
+            assert op == "dm" and frame["user"] == sender and frame["to"] == name
+            receivers = action.clients if isinstance(action, Broadcast) else [action.client]
+            assert {c.user for c in receivers} <= {sender, name}
+            assert len(receivers) == len(set(map(id, receivers)))  # once each
+            assert core.rooms["r"].members[name].client in receivers
+            assert client in receivers  # the sender's ack
+        members = core.rooms["r"].members if "r" in core.rooms else {}
+        assert all(m.client.user == user for user, m in members.items())
