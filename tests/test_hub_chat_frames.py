@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import sqlite3
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ from hub.cluster import (
 )
 from hub.protocol import Emotion, HistoryRequest, Member, Nick, ProtocolError, Send, SetTopic
 from hub.rooms import Broadcast, Call, Client, Hub, Reply
+from hub.storage import SqliteStore
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -522,3 +524,30 @@ def test_a_direct_message_reaches_only_its_addressee_and_sender(steps: list) -> 
             assert client in receivers  # the sender's ack
         members = core.rooms["r"].members if "r" in core.rooms else {}
         assert all(m.client.user == user for user, m in members.items())
+
+
+def test_a_history_file_from_before_the_flags_column_still_opens_and_reads(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "old.sqlite3"
+    with sqlite3.connect(path) as db:
+        db.execute(
+            "CREATE TABLE messages (room TEXT NOT NULL, seq INTEGER NOT NULL, id TEXT NOT NULL,"
+            " user TEXT NOT NULL, text TEXT NOT NULL, label TEXT, confidence REAL,"
+            " ts REAL NOT NULL, PRIMARY KEY (room, seq)) WITHOUT ROWID"
+        )
+        db.execute("INSERT INTO messages VALUES ('r', 1, 'a', 'ana', 'old', 'sad', 0.5, 1.0)")
+    store = SqliteStore(path)
+    try:
+        assert store.load("r", 10) == (
+            1,
+            [protocol.ChatMessage("r", 1, "a", "ana", "old", Emotion("sad", 0.5), 1.0)],
+        )
+        new = protocol.ChatMessage(
+            "r", 2, "b", "ana", "waves", Emotion("happy", 1.0, picked=True), 2.0, action=True
+        )
+        assert store.append(new) is None
+        assert store.page("r", None, 10) == ([store.load("r", 10)[1][0], new], True)
+        assert store.topic("r") is None
+    finally:
+        store.close()
