@@ -163,15 +163,21 @@ async def test_nick_to_a_taken_name_is_refused_and_keeps_the_connection() -> Non
         assert (await bo.recv_type("message"))["user"] == "ana"
 
 
-def test_the_authorize_hook_rechecks_a_rename_with_the_join_token_or_a_new_one() -> None:
-    checked: list[tuple[str | None, str, str]] = []
+class NameBoundTokens:
+    """A token check like hub.auth's JWT one: a token names the one user it admits."""
 
-    def authorize(token: str | None, user: str, room: str) -> None:
-        checked.append((token, user, room))
+    def __init__(self) -> None:
+        self.checked: list[tuple[str | None, str, str]] = []
+
+    def authorize(self, token: str | None, user: str, room: str) -> None:
+        self.checked.append((token, user, room))
         if token != f"token-for-{user}":
             raise PermissionError("token is not for this name")
 
-    core = Hub(authorize=authorize)
+
+def test_the_auth_check_rechecks_a_rename_with_the_join_token_or_a_new_one() -> None:
+    auth = NameBoundTokens()
+    core = Hub(auth=auth)
     client = core.connect(0.0)
     core.receive_text(client, protocol.join_frame("lobby", "ana", token="token-for-ana"), 0.0)
     refused = core.receive_text(client, protocol.nick_frame("bo"), 1.0)
@@ -181,7 +187,7 @@ def test_the_authorize_hook_rechecks_a_rename_with_the_join_token_or_a_new_one()
     assert client.user == "ana" and not client.closing
     renamed = core.receive_text(client, protocol.nick_frame("bo", token="token-for-bo"), 2.0)
     assert isinstance(renamed[0], Broadcast) and client.user == "bo"
-    assert checked == [("token-for-ana", "bo", "lobby"), ("token-for-bo", "bo", "lobby")]
+    assert auth.checked[-2:] == [("token-for-ana", "bo", "lobby"), ("token-for-bo", "bo", "lobby")]
 
 
 # --- topic -----------------------------------------------------------------------------
