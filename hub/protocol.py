@@ -560,7 +560,7 @@ def joined_frame(
             "history": [_message_json(m) for m in history],
             "seq": seq,
             "truncated": truncated,
-            "topic": topic or None,
+            "topic": neutralize(topic) if topic else None,
         }
     )
 
@@ -787,41 +787,51 @@ def history_request_frame(before: int | None, limit: int = MAX_HISTORY_PAGE) -> 
 
 
 def topic_changed_frame(topic: Topic) -> str:
-    """Encode a topic broadcast."""
-    return encode(topic.to_json())
+    """Encode a topic broadcast; every string passes :func:`neutralize`."""
+    return encode(
+        {
+            "type": "topic",
+            "room": neutralize(topic.room),
+            "topic": neutralize(topic.topic) if topic.topic else None,
+            "user": neutralize(topic.user),
+            "ts": topic.ts,
+        }
+    )
 
 
 def history_frame(
     room: str, before: int | None, messages: Sequence[ChatMessage], complete: bool
 ) -> str:
-    """Encode the answer to a ``history`` request."""
+    """Encode the answer to a ``history`` request; every string passes :func:`neutralize`."""
     return encode(
         {
             "type": "history",
-            "room": room,
+            "room": neutralize(room),
             "before": before,
-            "messages": [m.to_json() for m in messages],
+            "messages": [_message_json(m) for m in messages],
             "complete": complete,
         }
     )
 
 
 def nick_presence_frame(user: str, old: str, members: Sequence[Member]) -> str:
-    """Encode the presence event of ``old`` taking the name ``user``."""
+    """Encode the presence event of ``old`` taking the name ``user`` (strings neutralised)."""
     return encode(
         {
             "type": "presence",
             "event": "nick",
-            "user": user,
-            "old": old,
-            "members": [m.to_json() for m in members],
+            "user": neutralize(user),
+            "old": neutralize(old),
+            "members": [_member_json(m) for m in members],
         }
     )
 
 
 def refusal_frame(code: ErrorCode, message: str, id: str) -> str:
     """Encode an error about the client's message ``id``: the client stops resending it."""
-    return encode({"type": "error", "code": code, "message": message, "id": id})
+    return encode(
+        {"type": "error", "code": code, "message": neutralize(message), "id": neutralize(id)}
+    )
 
 
 def _parse_nick(obj: Mapping[str, Any], limits: Limits) -> Nick:
@@ -839,7 +849,8 @@ def _parse_topic(obj: Mapping[str, Any], limits: Limits) -> SetTopic:
         raise ProtocolError(
             "text_too_long", f"topic has {len(topic)} characters; limit {MAX_TOPIC_CHARS}"
         )
-    if not topic.isprintable():  # one line: no newline, tab or control character
+    check_chars("topic", topic)
+    if not topic.isprintable():  # one line: no newline, tab or other separator
         raise ProtocolError("bad_field", "topic must be one line of printable characters")
     return SetTopic(topic.strip())
 

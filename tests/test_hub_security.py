@@ -236,3 +236,18 @@ async def test_redis_history_written_before_the_rule_goes_out_inert(tmp_path: Pa
             assert_inert(got)
             assert got["text"] == protocol.neutralize(BAD_TEXT, text=True)
         await client.aclose()
+
+
+def test_a_topic_with_control_characters_is_refused_and_a_stored_one_goes_out_inert() -> None:
+    raw = protocol.encode({"type": "topic", "topic": "\x1b]0;PWNED\x07"})
+    with pytest.raises(protocol.ProtocolError) as refused:
+        protocol.parse_client_frame(raw)
+    assert refused.value.code == "control_char"
+    stored = protocol.Topic("r\x9b", "\x1b[2Jcleared\u202e", "bo\x07", 1.0)
+    for frame in (
+        protocol.topic_changed_frame(stored),
+        protocol.joined_frame("r", "ana", [], [], 0, topic=stored.topic),
+        protocol.nick_presence_frame("ana\x1b", "bo\x9b", []),
+        protocol.refusal_frame("no_such_member", "no \x1b[2J here", "id\x07"),
+    ):
+        assert_inert(protocol.decode(frame))
