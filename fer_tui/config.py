@@ -50,6 +50,14 @@ class Settings:
     fps: float = 4.0
     preview: bool = True
     tagging: bool = True
+    #: Ring the terminal bell when a message mentions you or a direct message arrives.
+    bell: bool = True
+    #: Also raise a desktop notification (OSC 9/777) where the terminal supports one.
+    desktop_notify: bool = False
+    #: A paste of this many lines or more asks before sending them.
+    paste_confirm_lines: int = 3
+    #: Minutes of tags the room's mood summary covers.
+    mood_minutes: float = 10.0
 
     def merged(self, values: dict[str, Any]) -> Settings:
         """Return a copy with ``values`` (``None`` values ignored) applied and checked."""
@@ -67,6 +75,12 @@ class Settings:
             raise ConfigError(f"threshold must be between 0 and 1, got {result.threshold}")
         if not 0.0 < result.fps <= 60.0:  # also refuses NaN
             raise ConfigError(f"fps must be in (0, 60], got {result.fps}")
+        if result.paste_confirm_lines < 2:
+            raise ConfigError(
+                f"paste_confirm_lines must be 2 or more, got {result.paste_confirm_lines}"
+            )
+        if not 0.0 < result.mood_minutes <= 24 * 60:
+            raise ConfigError(f"mood_minutes must be in (0, 1440], got {result.mood_minutes}")
         return result
 
 
@@ -78,6 +92,10 @@ def _coerce(key: str, value: Any, current: Any) -> Any:
             return value
         if isinstance(current, float):
             return float(value)
+        if isinstance(current, int):
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise TypeError
+            return int(value)
         return str(value)
     except (TypeError, ValueError):
         raise ConfigError(f"bad value for {key}: {value!r}") from None

@@ -8,6 +8,8 @@ UI change, and review the SVGs.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import time
 
 import numpy as np
@@ -16,7 +18,13 @@ from textual.widgets import Input
 
 from fer_tui.app import FerApp
 from fer_tui.config import Settings
-from fer_tui.connection import JoinedRoom, MessageReceived, PresenceChanged, StateChanged
+from fer_tui.connection import (
+    JoinedRoom,
+    MessageReceived,
+    PresenceChanged,
+    StateChanged,
+    TopicChanged,
+)
 from hub.protocol import ChatMessage, Emotion, Joined, Member, Presence
 
 pytest.importorskip("pytest_textual_snapshot")
@@ -66,21 +74,22 @@ def no_blink(app: FerApp) -> None:
 async def fill_chat(app: FerApp, online: bool = True) -> None:
     no_blink(app)
     members = (Member("ada", Emotion("happy", 0.91)), Member("grace", None))
-    app._on_hub_event(
+    event = functools.partial(app._on_hub_event, "lobby")
+    event(
         StateChanged(
             "online" if online else "offline", "" if online else "hub went away; retrying in 1.6s"
         )
     )
-    app._on_hub_event(JoinedRoom(Joined("lobby", "ada", members, (), 0)))
-    app._on_hub_event(PresenceChanged(Presence("join", "linus", (*members, Member("linus", None)))))
-    app._on_hub_event(MessageReceived(message(1, "grace", "Morning! Coffee?", None), own=False))
-    app._on_hub_event(
+    event(JoinedRoom(Joined("lobby", "ada", members, (), 0)))
+    event(PresenceChanged(Presence("join", "linus", (*members, Member("linus", None)))))
+    event(MessageReceived(message(1, "grace", "Morning! Coffee?", None), own=False))
+    event(
         MessageReceived(
             message(2, "ada", "Yes please, I just fixed the build", Emotion("happy", 0.91)),
             own=True,
         )
     )
-    app._on_hub_event(
+    event(
         MessageReceived(
             message(3, "linus", "Who broke it in the first place?", Emotion("surprise", 0.64)),
             own=False,
@@ -139,3 +148,44 @@ def test_chat_screen_offline_tagging_off_pending(snap_compare) -> None:
         await pilot.pause()
 
     assert snap_compare(chat_app(), terminal_size=SIZE, run_before=run_before)
+
+
+def test_rooms_mentions_and_moods(snap_compare) -> None:
+    """Three rooms and a direct conversation: unread counts, a mention mark, the
+    highlighted mention, an action, a hand-picked tag, sparklines and the mood bar."""
+
+    async def run_before(pilot) -> None:
+        await pilot.pause()
+        app = pilot.app
+        await fill_chat(app)
+        lobby = functools.partial(app._on_hub_event, "lobby")
+        lobby(TopicChanged("lobby", "Release on Friday", "grace"))
+        moods = ["happy", "neutral", "sad", "happy", "surprise", "happy"]
+        for n, label in enumerate(moods, start=4):
+            lobby(MessageReceived(message(n, "linus", f"tag {n}", Emotion(label, 0.7)), own=False))
+        lobby(
+            MessageReceived(
+                dataclasses.replace(
+                    message(10, "grace", "waves at ada", Emotion("happy", 1.0, picked=True)),
+                    action=True,
+                ),
+                own=False,
+            )
+        )
+        for room in ("ops", "random"):
+            app.open_room(room, show=False)
+            event = functools.partial(app._on_hub_event, room)
+            event(JoinedRoom(Joined(room, "ada", (Member("ada", None),), (), 0)))
+        ops = functools.partial(app._on_hub_event, "ops")
+        ops(MessageReceived(message(1, "grace", "deploy done", None), own=False))
+        ops(MessageReceived(message(2, "grace", "ada, can you check?", None), own=False))
+        lobby(
+            MessageReceived(
+                dataclasses.replace(message(11, "linus", "a word in private", None), to="ada"),
+                own=False,
+            )
+        )
+        app.chat.preview.display = False
+        await pilot.pause()
+
+    assert snap_compare(chat_app(), terminal_size=(120, 34), run_before=run_before)

@@ -1,4 +1,4 @@
-"""Members of the room with the expression of each one's latest message."""
+"""Members of the room: the expression of each one's latest message and a mood sparkline."""
 
 from __future__ import annotations
 
@@ -8,17 +8,29 @@ from rich.text import Text
 from textual.widgets import Static
 
 from fer_tui.emotions import emoji_for
+from fer_tui.moods import MoodTracker, sparkline
 from hub.protocol import Member
 
+#: Names are cut to this width so the sparklines line up.
+NAME_WIDTH = 10
 
-def format_members(members: Sequence[Member], me: str | None) -> Text:
+
+def format_members(
+    members: Sequence[Member], me: str | None, moods: MoodTracker | None = None
+) -> Text:
     text = Text()
     text.append(f"Members ({len(members)})\n", style="bold")
     for member in sorted(members, key=lambda m: m.user.casefold()):
+        name = member.user
+        if len(name) > NAME_WIDTH:
+            name = name[: NAME_WIDTH - 1] + "…"
         text.append("● ", style="green")
-        text.append(member.user, style="bold" if member.user == me else "")
+        text.append(name.ljust(NAME_WIDTH), style="bold" if member.user == me else "")
+        text.append(" ")
+        if moods is not None:
+            text.append_text(sparkline(moods.last_tags(member.user)))
         if member.emotion is not None:
-            text.append(f"  {emoji_for(member.emotion.label)} {member.emotion.label}", style="dim")
+            text.append(f" {emoji_for(member.emotion.label)}", style="dim")
         text.append("\n")
     return text
 
@@ -30,10 +42,13 @@ class MemberList(Static):
         super().__init__(format_members((), me), **kwargs)  # type: ignore[arg-type]
         self.me = me
         self.members: tuple[Member, ...] = ()
+        self.moods: MoodTracker | None = None
 
-    def set_members(self, members: Sequence[Member]) -> None:
+    def set_members(self, members: Sequence[Member], moods: MoodTracker | None = None) -> None:
         self.members = tuple(members)
-        self.update(format_members(self.members, self.me))
+        if moods is not None:
+            self.moods = moods
+        self.update(format_members(self.members, self.me, self.moods))
 
     def note_emotion(self, user: str, member: Member) -> None:
         """Record ``user``'s latest expression from a message they sent.
