@@ -23,6 +23,7 @@ from textual.css.query import NoMatches
 from textual.screen import Screen
 
 from fer_tui.config import Settings
+from fer_tui.inert import inert
 from fer_tui.screens import ChatScreen, JoinScreen
 from fer_tui.widgets.message_log import LogEntry
 from hub.protocol import Emotion, Member
@@ -94,7 +95,7 @@ class FerApp(App[None]):
         self._open_chat()
 
     def _open_chat(self) -> None:
-        self.chat = ChatScreen(self.user, self.room)
+        self.chat = ChatScreen(self.user, self.room, scrollback=self.settings.scrollback)
         self.push_screen(self.chat)
 
     def on_chat_screen_ready(self, event: ChatScreen.Ready) -> None:
@@ -272,7 +273,12 @@ class FerApp(App[None]):
             verb = "joined" if event.presence.event == "join" else "left"
             self._notice(f"{event.presence.user} {verb}")
         elif isinstance(event, HubError):
-            self.notify(event.error.message, title=f"hub: {event.error.code}", severity="warning")
+            self.notify(  # wire text: made inert, and never read as markup
+                inert(event.error.message),
+                title=f"hub: {inert(event.error.code)}",
+                severity="warning",
+                markup=False,
+            )
         if self.connection is not None:
             chat.status.pending = self.connection.pending
 

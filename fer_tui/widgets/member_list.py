@@ -8,6 +8,7 @@ from rich.text import Text
 from textual.widgets import Static
 
 from fer_tui.emotions import emoji_for
+from fer_tui.inert import append_inert
 from hub.protocol import Member
 
 
@@ -16,9 +17,10 @@ def format_members(members: Sequence[Member], me: str | None) -> Text:
     text.append(f"Members ({len(members)})\n", style="bold")
     for member in sorted(members, key=lambda m: m.user.casefold()):
         text.append("● ", style="green")
-        text.append(member.user, style="bold" if member.user == me else "")
+        append_inert(text, member.user, "bold" if member.user == me else "")
         if member.emotion is not None:
-            text.append(f"  {emoji_for(member.emotion.label)} {member.emotion.label}", style="dim")
+            label = member.emotion.label
+            append_inert(text, f"  {emoji_for(label)} {label}", "dim")
         text.append("\n")
     return text
 
