@@ -36,6 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--fps", type=float, help="face analyses per second (default 4)")
     parser.add_argument("--token", help="hub access token, if the hub needs one")
     parser.add_argument(
+        "--scrollback", type=int, metavar="N", help="rows each log keeps (default 100000)"
+    )
+    parser.add_argument(
         "--debug-dir",
         metavar="DIR",
         help="save each message's annotated frame and 48x48 crop here "

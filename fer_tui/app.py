@@ -115,7 +115,7 @@ class FerApp(App[None]):
         self._open_chat()
 
     def _open_chat(self) -> None:
-        self.chat = ChatScreen(self.user, self.room)
+        self.chat = ChatScreen(self.user, self.room, scrollback=self.settings.scrollback)
         self.push_screen(self.chat)
 
     def on_chat_screen_ready(self, event: ChatScreen.Ready) -> None:
@@ -404,7 +404,12 @@ class FerApp(App[None]):
             self._show_history_page(buffer, event.messages)
         elif isinstance(event, HubError):
             error = event.error
-            self.notify(inert(error.message), title=f"hub: {error.code}", severity="warning")
+            self.notify(  # wire text: made inert, and never read as markup
+                inert(error.message),
+                title=f"hub: {inert(error.code)}",
+                severity="warning",
+                markup=False,
+            )
             self._notice(f"hub refused: {inert(error.message)}", buffer.key)
         self._show_connection_status()
 

@@ -50,6 +50,7 @@ class Settings:
     fps: float = 4.0
     preview: bool = True
     tagging: bool = True
+    scrollback: int = 100_000  # rows each log keeps (messages, notices, date lines)
     #: Ring the terminal bell when a message mentions you or a direct message arrives.
     bell: bool = True
     #: Also raise a desktop notification (OSC 9/777) where the terminal supports one.
@@ -75,6 +76,8 @@ class Settings:
             raise ConfigError(f"threshold must be between 0 and 1, got {result.threshold}")
         if not 0.0 < result.fps <= 60.0:  # also refuses NaN
             raise ConfigError(f"fps must be in (0, 60], got {result.fps}")
+        if result.scrollback < 1:
+            raise ConfigError(f"scrollback must be at least 1, got {result.scrollback}")
         if result.paste_confirm_lines < 2:
             raise ConfigError(
                 f"paste_confirm_lines must be 2 or more, got {result.paste_confirm_lines}"
@@ -90,12 +93,12 @@ def _coerce(key: str, value: Any, current: Any) -> Any:
             if not isinstance(value, bool):
                 raise TypeError
             return value
-        if isinstance(current, float):
-            return float(value)
         if isinstance(current, int):
             if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
                 raise TypeError
             return int(value)
+        if isinstance(current, float):
+            return float(value)
         return str(value)
     except (TypeError, ValueError):
         raise ConfigError(f"bad value for {key}: {value!r}") from None

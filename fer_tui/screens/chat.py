@@ -20,10 +20,13 @@ from textual.screen import Screen
 from textual.widgets import ContentSwitcher, Footer, Header, Input, Static
 
 from fer_tui.buffers import Buffer, Buffers
+from fer_tui.inert import inert, inert_text
 from fer_tui.widgets import FacePreview, MemberList, MessageLog, StatusBar
 from fer_tui.widgets.chat_input import ALT_DIGIT_KEYS, ChatInput
+from fer_tui.widgets.message_log import DEFAULT_SCROLLBACK
 from fer_tui.widgets.mood_summary import MoodSummary
 from fer_tui.widgets.room_list import NUMBERED, RoomList
+from fer_tui.widgets.search import SearchBar
 from fer_tui.widgets.tag_indicator import TagIndicator
 from hub.protocol import MAX_TEXT_CHARS
 
@@ -32,6 +35,7 @@ class ChatScreen(Screen[None]):
     """Layout only (see the module docstring)."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("ctrl+f", "search", "Search", priority=True),
         Binding("ctrl+n", "app.step_buffer(1)", "Next room", priority=True),
         Binding("ctrl+p", "app.step_buffer(-1)", "Prev room", priority=True),
         *(
@@ -52,10 +56,11 @@ class ChatScreen(Screen[None]):
     class Ready(Message):
         """Posted once the screen's widgets are mounted."""
 
-    def __init__(self, me: str, room: str) -> None:
+    def __init__(self, me: str, room: str, scrollback: int = DEFAULT_SCROLLBACK) -> None:
         super().__init__()
         self.me = me
         self.room = room
+        self.scrollback = scrollback
         self._log_ids: dict[str, str] = {}  # buffer key → its MessageLog's widget id
         self._ids = itertools.count(1)
         self.candidates: tuple[Sequence[str], Sequence[str]] = ((), ())
@@ -71,6 +76,7 @@ class ChatScreen(Screen[None]):
                 yield MoodSummary(id="mood")
                 yield MemberList(self.me, id="members")
                 yield FacePreview(id="preview")
+        yield SearchBar(id="search")
         yield StatusBar(id="status")
         with Horizontal(id="input-row"):
             yield ChatInput(
@@ -83,7 +89,7 @@ class ChatScreen(Screen[None]):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.sub_title = f"{self.me} in {self.room}"
+        self.sub_title = inert(f"{self.me} in {self.room}")
         self.query_one(StatusBar).room = self.room
         self.message_input.focus()
         self.post_message(self.Ready())
@@ -91,6 +97,8 @@ class ChatScreen(Screen[None]):
     # --- what the user does ----------------------------------------------------
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input is not self.message_input:
+            return  # the search bar's
         line = event.value
         if not line.strip():
             return
@@ -109,7 +117,7 @@ class ChatScreen(Screen[None]):
 
     def add_log(self, key: str) -> MessageLog:
         """Mount an empty log for buffer ``key`` (hidden until shown)."""
-        log = MessageLog(id=f"buffer-{next(self._ids)}", classes="buffer-log")
+        log = MessageLog(self.scrollback, id=f"buffer-{next(self._ids)}", classes="buffer-log")
         self._log_ids[key] = log.id or ""
         self.query_one(ContentSwitcher).mount(log)
         if self.query_one(ContentSwitcher).current is None:
@@ -148,10 +156,9 @@ class ChatScreen(Screen[None]):
             self.query_one(ContentSwitcher).current = widget_id
             # Rows that came while it was hidden (no width) are laid out once it has one.
             log = self.query_one(f"#{widget_id}", MessageLog)
-            if hasattr(log, "flush"):
-                self.call_after_refresh(log.flush)
+            self.call_after_refresh(log.flush)
         self.room = buffer.title
-        self.sub_title = f"{me} in {buffer.title}"
+        self.sub_title = inert(f"{me} in {buffer.title}")
         self.status.room = buffer.title
         self.show_topic(buffer)
         self.rooms.show(buffers)
@@ -159,12 +166,18 @@ class ChatScreen(Screen[None]):
     def show_topic(self, buffer: Buffer) -> None:
         topic = self.query_one("#topic", Static)
         if buffer.kind == "direct":
-            topic.update(Text(f"direct messages with {buffer.peer} (via {buffer.room})"))
+            topic.update(inert_text(f"direct messages with {buffer.peer} (via {buffer.room})"))
         elif buffer.kind == "highlights":
             topic.update(Text("messages that mentioned you"))
+        elif buffer.topic:
+            topic.update(inert_text(buffer.topic))
         else:
-            topic.update(Text(buffer.topic or "no topic – /topic TEXT sets one"))
+            topic.update(Text("no topic – /topic TEXT sets one"))
         topic.set_class(not buffer.topic, "-empty")
+
+    def action_search(self) -> None:
+        """Ctrl+F: search the log on screen."""
+        self.query_one(SearchBar).open(self.log_view)
 
     # --- widgets ---------------------------------------------------------------
 

@@ -8,7 +8,9 @@ from rich.text import Text
 from textual.widgets import Static
 
 from fer_tui.emotions import emoji_for
+from fer_tui.inert import append_inert
 from fer_tui.moods import MoodTracker, sparkline
+from fer_tui.widgets.nick import nick_style
 from hub.protocol import Member
 
 #: Names are cut to this width so the sparklines line up.
@@ -25,7 +27,9 @@ def format_members(
         if len(name) > NAME_WIDTH:
             name = name[: NAME_WIDTH - 1] + "…"
         text.append("● ", style="green")
-        text.append(name.ljust(NAME_WIDTH), style="bold" if member.user == me else "")
+        style = "bold underline" if member.user == me else nick_style(member.user)
+        append_inert(text, name, style)
+        text.append(" " * max(0, NAME_WIDTH - len(name)))
         text.append(" ")
         if moods is not None:
             text.append_text(sparkline(moods.last_tags(member.user)))

@@ -6,6 +6,8 @@ from rich.text import Text
 from textual.reactive import reactive
 from textual.widgets import Static
 
+from fer_tui.inert import append_inert
+
 _STATE_STYLE = {
     "online": "bold green",
     "connecting": "yellow",
@@ -39,7 +41,8 @@ class StatusBar(Static):
         for name, value in (("#", self.room), ("cam ", self.camera), ("model ", self.model)):
             text.append(" │ ", style="dim")
             text.append(name, style="dim")
-            text.append(value or "—")
+            append_inert(text, value or "—")  # the room and errors can come from the wire
         if self.detail:
-            text.append(f" │ {self.detail}", style="dim")
+            text.append(" │ ", style="dim")
+            append_inert(text, self.detail, "dim")
         return text
