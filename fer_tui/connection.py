@@ -10,7 +10,16 @@ never touches the socket. Guarantees:
 * :meth:`HubConnection.send` never fails: a message goes to the outbox first and
   stays there, keyed by its ``id``, until the hub's own copy comes back; after
   a reconnect every unacknowledged message is resent with its original ``id``
-  (the hub drops duplicates), so nothing typed is lost or shown twice.
+  (the hub drops duplicates), so nothing typed is lost or shown twice;
+* when a resume's ``joined`` says ``truncated`` (more was missed than a join
+  carries), it pages back with ``history`` requests through everything the hub
+  keeps, and reports the missed messages, then the join's, then live ones, in
+  ``seq`` order: nothing the hub still has is skipped.
+
+One connection serves one room: a client in several rooms holds one per room
+(``docs/protocol.md`` says why). Besides messages (with ``action`` for /me and
+``to`` for a direct message) it sends ``nick``, ``topic`` and ``history``
+requests, paced by the hub's own :class:`hub.rooms.TokenBucket`.
 
 Frames are built and parsed only by :mod:`hub.protocol`.
 """
@@ -30,12 +39,25 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from hub import protocol
-from hub.protocol import ChatMessage, Emotion, ErrorFrame, Joined, Member, Presence
+from hub.protocol import (
+    ChatMessage,
+    Emotion,
+    ErrorFrame,
+    History,
+    Joined,
+    Member,
+    Presence,
+    Topic,
+)
+from hub.rooms import TokenBucket
 
 ConnectionState = Literal["connecting", "online", "offline", "stopped"]
 
-#: Errors after which retrying cannot help.
+#: Refusals of a join after which retrying cannot help. Once joined, the same
+#: codes answer a request (a nick, a topic) and the connection stays.
 FATAL_ERRORS = frozenset({"unauthorized", "bad_field", "name_taken"})
+#: Refusals of a history request by a hub that cannot page: stop paging a gap.
+NO_PAGING_ERRORS = frozenset({"bad_type", "bad_field"})
 #: Refusals after which pending messages are resent, and the delay in seconds.
 RESEND_ERRORS = {"rate_limited": 1.0, "unavailable": 2.0}
 
@@ -59,6 +81,8 @@ class MessageReceived:
 
 @dataclass(frozen=True)
 class PresenceChanged:
+    """A join, a leave, or (``presence.event == "nick"``) ``presence.old`` renamed."""
+
     presence: Presence
 
 
@@ -67,7 +91,37 @@ class HubError:
     error: ErrorFrame
 
 
-HubEvent = StateChanged | JoinedRoom | MessageReceived | PresenceChanged | HubError
+@dataclass(frozen=True)
+class TopicChanged:
+    """Someone set the room's topic (``topic`` None: cleared). The join's is in ``Joined``."""
+
+    room: str
+    topic: str | None
+    user: str
+
+
+@dataclass(frozen=True)
+class HistoryPage:
+    """The answer to :meth:`HubConnection.request_history`: older messages, oldest first.
+
+    ``complete``: the hub keeps nothing older.
+    """
+
+    room: str
+    messages: tuple[ChatMessage, ...]
+    complete: bool
+    before: int | None = None
+
+
+HubEvent = (
+    StateChanged
+    | JoinedRoom
+    | MessageReceived
+    | PresenceChanged
+    | HubError
+    | TopicChanged
+    | HistoryPage
+)
 
 
 @dataclass
@@ -77,6 +131,28 @@ class Outgoing:
     id: str
     text: str
     emotion: Emotion | None
+    action: bool = False
+    to: str | None = None
+
+    def frame(self) -> str:
+        return protocol.message_frame(
+            self.id, self.text, self.emotion, action=self.action, to=self.to
+        )
+
+
+@dataclass
+class _GapFill:
+    """A resume that pages back for messages older than its ``joined`` history.
+
+    ``since``: the last seq the client had; ``before``: the outstanding request;
+    ``missed``: pages so far (oldest first); ``held``: the join's history and
+    live messages, reported after ``missed``.
+    """
+
+    since: int
+    before: int
+    missed: list[ChatMessage]
+    held: list[ChatMessage]
 
 
 class HubConnection:
@@ -111,21 +187,52 @@ class HubConnection:
         self._stopping = False
         self._wake = asyncio.Event()
         self._send_lock = asyncio.Lock()
-        self._tokens = float(protocol.RATE_BURST)
-        self._refilled = time.monotonic()
+        self._bucket = self._new_bucket()
+        self._gap: _GapFill | None = None
+        self._joined = False  # this socket's join was answered
         self._resend_scheduled = False
         self._failures = 0
         self._tasks: set[asyncio.Task[None]] = set()
 
     # --- public API --------------------------------------------------------
 
-    def send(self, text: str, emotion: Emotion | None) -> str:
-        """Queue ``text`` for the room and send it now if online; return its ``id``."""
-        message = Outgoing(protocol.new_message_id(), text, emotion)
+    def send(
+        self,
+        text: str,
+        emotion: Emotion | None,
+        *,
+        action: bool = False,
+        to: str | None = None,
+    ) -> str:
+        """Queue ``text`` for the room and send it now if online; return its ``id``.
+
+        ``action``: a /me action (``text`` without the "/me "). ``to``: a direct
+        message for that member only; the hub refuses it with ``no_such_member``
+        (a :class:`HubError` naming this ``id``) if they are not in the room.
+        """
+        message = Outgoing(protocol.new_message_id(), text, emotion, action, to)
         self.outbox[message.id] = message
         if self.state == "online" and self._ws is not None:
             self._spawn(self._transmit(self._ws, message))
         return message.id
+
+    def set_nick(self, name: str, token: str | None = None) -> bool:
+        """Ask the hub for the name ``name`` in this room; False if offline (not sent).
+
+        The hub answers with a ``nick`` presence (then :attr:`user` is ``name``)
+        or a :class:`HubError` (``name_taken``, ``unauthorized``, ``bad_field``).
+        With JWT auth, ``token`` is one issued for ``name``.
+        """
+        return self._request(protocol.nick_frame(name, token))
+
+    def set_topic(self, text: str) -> bool:
+        """Set the room's topic (``""`` clears it); False if offline (not sent)."""
+        return self._request(protocol.topic_frame(text))
+
+    def request_history(self, before: int | None, limit: int = protocol.MAX_HISTORY_PAGE) -> bool:
+        """Ask for up to ``limit`` messages older than ``before``; answered by a
+        :class:`HistoryPage`. False if offline (not sent)."""
+        return self._request(protocol.history_request_frame(before, limit))
 
     @property
     def pending(self) -> int:
@@ -177,11 +284,21 @@ class HubConnection:
 
     # --- internals ---------------------------------------------------------
 
+    def _request(self, frame: str) -> bool:
+        if self.state != "online" or self._ws is None:
+            return False
+        self._spawn(self._send_paced(self._ws, frame))
+        return True
+
     def _set_state(self, state: ConnectionState, detail: str = "") -> None:
         self.state = state
         self.on_event(StateChanged(state, detail))
 
     async def _session(self, ws: ClientConnection) -> None:
+        self._joined, self._gap = False, None
+        # A fresh bucket per connection, like the hub's; the join takes a token.
+        self._bucket = self._new_bucket()
+        self._bucket.take(time.monotonic())
         await ws.send(
             protocol.join_frame(
                 self.room, self.user, since=self.last_seq, token=self.token, session=self.session
@@ -197,28 +314,68 @@ class HubConnection:
             elif isinstance(frame, ChatMessage):
                 self._on_message(frame)
             elif isinstance(frame, Presence):
-                self.members = frame.members
-                self.on_event(PresenceChanged(frame))
+                self._on_presence(frame)
             elif isinstance(frame, ErrorFrame):
                 await self._on_error(ws, frame)
+            elif isinstance(frame, Topic):
+                self.on_event(TopicChanged(frame.room, frame.topic, frame.user))
+            elif isinstance(frame, History):
+                self._on_history(ws, frame)
 
     async def _on_joined(self, ws: ClientConnection, joined: Joined) -> None:
         if self.last_seq is not None and joined.seq < self.last_seq:
             self.last_seq = None  # a fresh hub: its seq restarted; ids still dedupe
         self.members = joined.members
         self._failures = 0  # backoff starts over after every successful join
-        # A fresh bucket per connection, like the hub's; the join frame took one token.
-        self._tokens, self._refilled = float(protocol.RATE_BURST - 1), time.monotonic()
+        self._joined = True
         self.state = "online"
         self.on_event(JoinedRoom(joined))
         self.on_event(StateChanged("online", self.url))
-        for message in joined.history:
-            self._on_message(message)
+        since = self.last_seq
+        if joined.truncated and since is not None:
+            # More was missed than the join carries: page back for the gap first.
+            first = joined.history[0].seq if joined.history else joined.seq + 1
+            self._gap = _GapFill(since, first, [], list(joined.history))
+            self._spawn(self._send_paced(ws, protocol.history_request_frame(first)))
+        else:
+            for message in joined.history:
+                self._on_message(message)
         if self.outbox:  # in a task: the paced resend must not stall reading
             self._spawn(self._resend_later(ws, 0.0))
 
+    def _on_presence(self, presence: Presence) -> None:
+        self.members = presence.members
+        if presence.event == "nick" and presence.old == self.user:
+            self.user = presence.user  # ours: rejoin under the new name
+        self.on_event(PresenceChanged(presence))
+
+    def _on_history(self, ws: ClientConnection, page: History) -> None:
+        gap = self._gap
+        if gap is None or page.before != gap.before:
+            self.on_event(HistoryPage(page.room, page.messages, page.complete, page.before))
+            return
+        gap.missed[:0] = [m for m in page.messages if m.seq > gap.since]
+        oldest = page.messages[0].seq if page.messages else gap.since + 1
+        if page.complete or oldest <= gap.since + 1:
+            self._end_gap()
+            return
+        gap.before = oldest
+        self._spawn(self._send_paced(ws, protocol.history_request_frame(oldest)))
+
+    def _end_gap(self) -> None:
+        """Report the paged gap, then what the join and the room sent meanwhile."""
+        gap, self._gap = self._gap, None
+        if gap is None:
+            return
+        for message in gap.missed + gap.held:
+            self._on_message(message)
+
     def _on_message(self, message: ChatMessage) -> None:
-        if self.last_seq is None or message.seq > self.last_seq:
+        if self._gap is not None:
+            self._gap.held.append(message)
+            return
+        # A direct message carries the room's seq only to place it: not a resume point.
+        if message.to is None and (self.last_seq is None or message.seq > self.last_seq):
             self.last_seq = message.seq
         if message.id in self._seen_ids:
             return
@@ -229,9 +386,16 @@ class HubConnection:
         self.on_event(MessageReceived(message, own))
 
     async def _on_error(self, ws: ClientConnection, error: ErrorFrame) -> None:
+        if error.id is not None:
+            self.outbox.pop(error.id, None)  # refused for good (a DM to no one): no resend
         self.on_event(HubError(error))
-        if error.code in FATAL_ERRORS:
+        if error.code in FATAL_ERRORS and not self._joined:
             raise _Fatal(f"hub refused: {error.message}")
+        if self._gap is not None and error.code in NO_PAGING_ERRORS:
+            self._end_gap()  # a hub without history paging: report what we have
+        elif self._gap is not None and error.code == "rate_limited":
+            before = self._gap.before
+            self._spawn(self._send_paced(ws, protocol.history_request_frame(before), delay=1.0))
         if error.code in RESEND_ERRORS and not self._resend_scheduled:
             # A message was dropped (the hub is stricter than our pacing, or its
             # shared storage is down): resend everything pending a little later;
@@ -252,18 +416,24 @@ class HubConnection:
             if message.id not in self.outbox:
                 return  # acknowledged while it waited
             with contextlib.suppress(ConnectionClosed):
-                await ws.send(protocol.message_frame(message.id, message.text, message.emotion))
+                await ws.send(message.frame())
+
+    async def _send_paced(self, ws: ClientConnection, frame: str, delay: float = 0.0) -> None:
+        """Send a request frame in turn with messages, paced like them."""
+        await asyncio.sleep(delay)
+        async with self._send_lock:
+            await self._take_token()
+            with contextlib.suppress(ConnectionClosed):
+                await ws.send(frame)
 
     async def _take_token(self) -> None:
-        """Token bucket mirroring the hub's, so a burst of typing is never refused."""
-        rate, burst = protocol.RATE_PER_SECOND, protocol.RATE_BURST
-        now = time.monotonic()
-        self._tokens = min(float(burst), self._tokens + (now - self._refilled) * rate)
-        self._refilled = now
-        if self._tokens < 1.0:
-            await asyncio.sleep((1.0 - self._tokens) / rate)
-            self._tokens, self._refilled = 1.0, time.monotonic()
-        self._tokens -= 1.0
+        """Wait for the hub's token bucket, mirrored here, so no frame is refused."""
+        while not self._bucket.take(time.monotonic()):
+            await asyncio.sleep(self._bucket.wait(time.monotonic()))
+
+    @staticmethod
+    def _new_bucket() -> TokenBucket:
+        return TokenBucket(protocol.RATE_PER_SECOND, protocol.RATE_BURST, time.monotonic())
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro)

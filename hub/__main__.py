@@ -77,7 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--history-keep",
         type=int,
         default=HISTORY_KEEP,
-        help="messages per room kept in --history-db (at least --history-size); older ones"
+        help="messages per room kept (in memory, --history-db or --redis; at least"
+        " --history-size) for resume and history paging; older ones"
         " are pruned in batches and can no longer be resumed from or deduplicated",
     )
     limits = parser.add_argument_group("limits")

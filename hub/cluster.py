@@ -25,7 +25,17 @@ module is the part of that design that needs no I/O, in the style of
 Event wire format, chosen so that a hub forwards a chat message without
 decoding it: ``"<pos> m <seq> <chat frame>"``, ``"<pos> j <conn> <json>"`` (join),
 ``"<pos> l <conn> <json>"`` (leave), ``"<pos> r <conn> <json>"`` (takeover of
-connection ``conn``), where ``<json>`` is ``{"user": ..., "members": [...]}``.
+connection ``conn``), where ``<json>`` is ``{"user": ..., "members": [...]}``;
+``"<pos> n <conn> <json>"`` (a rename; ``<json>`` adds ``"old"``),
+``"<pos> d <seq> <chat frame>"`` (a direct message: each hub hands it only to
+its local connections of the addressee and the sender; ``seq`` is the room's,
+not the message's own) and ``"<pos> t 0 <topic frame>"``.
+
+Direct messages, topics and renames travel as events (numbered by ``pos``
+like the rest) so every hub applies them in the room's order; history paging
+is a plain read (:class:`HistoryCall`). A direct message whose event a hub
+missed (its subscription was down) is not re-read by the sync: it is not
+stored in the room's log, only in a short-lived dedup key.
 """
 
 from __future__ import annotations
@@ -37,25 +47,54 @@ from collections.abc import Sequence
 from typing import Any, Literal, TypeAlias
 
 from . import protocol
-from .protocol import ChatMessage, Emotion, Join, Limits, Member, Send
-from .rooms import Action, Broadcast, Client, Close, Hub, Reply, Room, _fit
+from .protocol import (
+    ChatMessage,
+    Emotion,
+    HistoryRequest,
+    Join,
+    Limits,
+    Member,
+    Nick,
+    Send,
+    SetTopic,
+    Topic,
+)
+from .rooms import (
+    Action,
+    Authorize,
+    Broadcast,
+    Call,
+    Client,
+    Close,
+    Hub,
+    Reply,
+    Room,
+    _fit,
+    _history_reply,
+)
 
 __all__ = [
     "Call",
     "ClusterHub",
+    "DirectCall",
     "Event",
+    "HistoryCall",
     "JoinCall",
     "JoinResult",
     "LeaveCall",
     "MirrorRoom",
+    "NickCall",
     "PostCall",
     "SyncCall",
     "SyncResult",
+    "TopicCall",
     "decode_event",
     "encode_event",
 ]
 
-EventKind: TypeAlias = Literal["m", "j", "l", "r"]
+EventKind: TypeAlias = Literal["m", "j", "l", "r", "n", "d", "t"]
+#: Kinds whose payload is a frame to forward, not a presence body.
+_FRAME_EVENTS = ("m", "d", "t")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -74,22 +113,25 @@ class Event:
     user: str = ""
     conn: str = ""
     members: tuple[Member, ...] = ()
+    old: str = ""  # a rename's previous name
 
 
 def encode_event(event: Event) -> str:
     """Serialise ``event`` as the engine publishes it (see the module docstring)."""
-    if event.kind == "m":
-        return f"{event.pos} m {event.seq} {event.frame}"
-    body = {"user": event.user, "members": [m.to_json() for m in event.members]}
+    if event.kind in _FRAME_EVENTS:
+        return f"{event.pos} {event.kind} {event.seq} {event.frame}"
+    body: dict[str, Any] = {"user": event.user, "members": [m.to_json() for m in event.members]}
+    if event.kind == "n":
+        body["old"] = event.old
     return f"{event.pos} {event.kind} {event.conn} {json.dumps(body, separators=(',', ':'))}"
 
 
 def decode_event(raw: str) -> Event:
     """Parse a published event; raise ``ValueError`` if it is malformed."""
     pos, kind, field, payload = raw.split(" ", 3)
-    if kind == "m":
-        return Event(int(pos), "m", seq=int(field), frame=payload)
-    if kind not in ("j", "l", "r"):
+    if kind in _FRAME_EVENTS:
+        return Event(int(pos), kind, seq=int(field), frame=payload)  # type: ignore[arg-type]
+    if kind not in ("j", "l", "r", "n"):
         raise ValueError(f"unknown event kind {kind!r}")
     body = json.loads(payload)
     return Event(
@@ -98,6 +140,7 @@ def decode_event(raw: str) -> Event:
         user=body["user"],
         conn=field,
         members=parse_members(body["members"]),
+        old=body.get("old", "") if kind == "n" else "",
     )
 
 
@@ -107,7 +150,7 @@ def parse_members(raw: Any) -> tuple[Member, ...]:
         return ()
     return tuple(
         Member(m["user"], None if not m.get("emotion") else Emotion(**m["emotion"])) for m in raw
-    )
+    )  # Emotion(**...): a picked emotion's "picked" comes along
 
 
 # --- requests to the engine and their outcomes -----------------------------------
@@ -153,14 +196,48 @@ class SyncCall:
     limit: int
 
 
-Request: TypeAlias = "JoinCall | PostCall | LeaveCall | SyncCall"
+@dataclasses.dataclass(frozen=True, slots=True)
+class DirectCall:
+    """Hand ``message`` (its ``to`` set) to the addressee's hub, unless it is a resend."""
+
+    client: Client
+    message: ChatMessage
+    conn: str
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class Call:
-    """Carry out ``request`` against the engine, then report back to the core."""
+class NickCall:
+    """Rename ``old`` to ``new`` in ``room`` if ``conn`` holds ``old`` and ``new`` is free."""
 
-    request: Request
+    client: Client
+    room: str
+    old: str
+    new: str
+    conn: str
+    token: str | None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TopicCall:
+    """Store ``topic`` as its room's and publish it."""
+
+    client: Client
+    topic: Topic
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class HistoryCall:
+    """Read up to ``limit`` kept messages of ``room`` with ``seq < before``."""
+
+    client: Client
+    room: str
+    before: int | None
+    limit: int
+
+
+Request: TypeAlias = (
+    "JoinCall | PostCall | LeaveCall | SyncCall | DirectCall | NickCall | TopicCall | HistoryCall"
+)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -179,6 +256,7 @@ class JoinResult:
     members: tuple[Member, ...] = ()
     history: tuple[ChatMessage, ...] = ()
     truncated: bool = False
+    topic: str | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -253,8 +331,9 @@ class ClusterHub(Hub):
         limits: Limits = protocol.DEFAULT_LIMITS,
         token: str | None = None,
         hub_id: str = "hub",
+        authorize: Authorize | None = None,
     ) -> None:
-        super().__init__(limits, None, token)
+        super().__init__(limits, None, token, authorize)
         self.hub_id = hub_id
         self.rooms: dict[str, MirrorRoom] = {}  # type: ignore[assignment]
         self._conns = itertools.count(1)
@@ -292,8 +371,41 @@ class ClusterHub(Hub):
         if not isinstance(room, MirrorRoom) or user is None or client not in room.local:
             return self._refuse(client, "not_joined", "send a join frame first")
         client.strikes = 0
-        message = ChatMessage(room.name, 0, send.id, user, send.text, send.emotion, now)
-        return [Call(PostCall(client, message, room.local[client].conn))]
+        conn = room.local[client].conn
+        if send.to is not None:
+            message = ChatMessage(
+                room.name, 0, send.id, user, send.text, send.emotion, now, to=send.to
+            )
+            return [Call(DirectCall(client, message, conn))]
+        message = ChatMessage(
+            room.name, 0, send.id, user, send.text, send.emotion, now, action=send.action
+        )
+        return [Call(PostCall(client, message, conn))]
+
+    def _chat_request(
+        self, client: Client, frame: Nick | SetTopic | HistoryRequest, now: float
+    ) -> list[Action]:
+        room = client.room
+        if isinstance(room, MirrorRoom) and client not in room.local:
+            return self._refuse(client, "not_joined", "send a join frame first")
+        return super()._chat_request(client, frame, now)
+
+    def _nick(self, client: Client, room: Room, user: str, nick: Nick) -> list[Action]:
+        # Uniqueness is the engine's to check (the name may be held on another hub).
+        refused = self._check_nick(client, room, user, nick)
+        if refused:
+            return refused
+        assert isinstance(room, MirrorRoom)
+        conn = room.local[client].conn
+        return [Call(NickCall(client, room.name, user, nick.user, conn, nick.token))]
+
+    def _set_topic(
+        self, client: Client, room: Room, user: str, request: SetTopic, now: float
+    ) -> list[Action]:
+        return [Call(TopicCall(client, Topic(room.name, request.topic or None, user, now)))]
+
+    def _history(self, client: Client, room: Room, request: HistoryRequest) -> list[Action]:
+        return [Call(HistoryCall(client, room.name, request.before, request.limit))]
 
     # --- outcomes of calls -------------------------------------------------------
 
@@ -319,6 +431,7 @@ class ClusterHub(Hub):
             fitted,
             result.seq,
             result.truncated or len(fitted) < len(history),
+            result.topic,
         )
         actions: list[Action] = [Reply(client, frame)]
         if room.pos is None:
@@ -340,6 +453,39 @@ class ClusterHub(Hub):
             return []
         return [Reply(call.client, protocol.chat_frame(earlier))]
 
+    def direct_done(self, call: DirectCall, outcome: str | ChatMessage | None) -> list[Action]:
+        """``outcome``: None (sent: acked by its event), a resend's first copy, or a refusal."""
+        client = call.client
+        if outcome is None or client.closing:
+            return []
+        if isinstance(outcome, ChatMessage):
+            return [Reply(client, protocol.chat_frame(outcome))]
+        to = call.message.to
+        return self._refuse(
+            client, "no_such_member", f"{to} is not in {call.message.room}", id=call.message.id
+        )
+
+    def nick_done(self, call: NickCall, refused: str | None) -> list[Action]:
+        """The rename happened (its event tells the room) or was refused."""
+        client = call.client
+        if client.closing or client.user != call.old:
+            return []
+        if refused == "name_taken":
+            return self._refuse(client, "name_taken", f"{call.new} is already in {call.room}")
+        if refused is not None:
+            return self._refuse(client, "not_joined", f"not in {call.room} as {call.old}")
+        client.user = call.new
+        if call.token is not None:
+            client.token = call.token
+        return []
+
+    def history_done(
+        self, call: HistoryCall, messages: list[ChatMessage], complete: bool
+    ) -> list[Action]:
+        if call.client.closing:
+            return []
+        return [Reply(call.client, _history_reply(call.room, call.before, messages, complete))]
+
     def call_failed(self, call: Request, reason: str) -> list[Action]:
         """The engine could not be reached: tell the client; nothing was acknowledged."""
         if isinstance(call, JoinCall):
@@ -355,7 +501,8 @@ class ClusterHub(Hub):
                 Reply(client, protocol.error_frame("unavailable", reason)),
                 Close(client, protocol.CLOSE_TRY_AGAIN_LATER, "unavailable"),
             ]
-        if isinstance(call, PostCall) and not call.client.closing:
+        answered = (PostCall, DirectCall, NickCall, TopicCall, HistoryCall)
+        if isinstance(call, answered) and not call.client.closing:
             return [Reply(call.client, protocol.error_frame("unavailable", reason))]
         if isinstance(call, SyncCall):
             room = self.rooms.get(call.room)
@@ -458,9 +605,18 @@ class ClusterHub(Hub):
             return self._deliver(room, event.pos, event.seq, event.frame)
         if event.kind == "r":
             return self._taken_over(room, event.conn)
+        if event.kind == "d":
+            return self._direct_event(room, event)
+        if event.kind == "t":
+            room.hold(event.pos, event.frame)
+            clients = room.live(event.pos)
+            return [Broadcast(clients, event.frame)] if clients else []
         room.everyone = event.members
-        presence = "join" if event.kind == "j" else "leave"
-        frame = protocol.presence_frame(presence, event.user, event.members)
+        if event.kind == "n":
+            frame = protocol.nick_presence_frame(event.user, event.old, event.members)
+        else:
+            presence: Literal["join", "leave"] = "join" if event.kind == "j" else "leave"
+            frame = protocol.presence_frame(presence, event.user, event.members)
         room.hold(event.pos, frame)
         clients = room.live(event.pos)
         return [Broadcast(clients, frame)] if clients else []
@@ -470,6 +626,23 @@ class ClusterHub(Hub):
         room.hold(pos, frame, seq)
         clients = room.live(pos, seq)
         return [Broadcast(clients, frame)] if clients else []
+
+    def _direct_event(self, room: MirrorRoom, event: Event) -> list[Action]:
+        """Hand a direct message to the local connections of its addressee and sender only."""
+        try:
+            head = protocol.decode(event.frame)
+            names = {head["user"], head["to"]}
+        except (protocol.ProtocolError, KeyError):
+            return []
+        clients = []
+        for client, local in room.local.items():
+            if client.user not in names:
+                continue
+            if local.pos is None:
+                local.buffer.append((event.pos, 0, event.frame))
+            elif local.pos < event.pos:
+                clients.append(client)
+        return [Broadcast(clients, event.frame)] if clients else []
 
     def _taken_over(self, room: MirrorRoom, conn: str) -> list[Action]:
         for client, local in list(room.local.items()):

@@ -34,7 +34,7 @@ import json
 import math
 import secrets
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final, Literal, TypeAlias
 
 from fer_tui.emotions import LABELS
@@ -137,6 +137,7 @@ ErrorCode: TypeAlias = Literal[
     "unauthorized",  # wrong or missing token (then close 1008)
     "name_taken",  # another live session holds this name in this room
     "room_limit",  # the hub holds max_rooms rooms; join an existing one
+    "no_such_member",  # a direct message's "to" is not in the room
     "rate_limited",  # token bucket empty; the message was dropped, resend it later
     "too_many_errors",  # max_strikes refused frames in a row (then close 1008)
     "session_replaced",  # the same session joined on a new connection (then close 1000)
@@ -171,8 +172,11 @@ class Emotion:
 
     label: str
     confidence: float
+    picked: bool = False  # chosen by hand for one message, not read from the camera
 
     def to_json(self) -> dict[str, Any]:
+        if self.picked:
+            return {"label": self.label, "confidence": self.confidence, "picked": True}
         return {"label": self.label, "confidence": self.confidence}
 
 
@@ -198,6 +202,8 @@ class ChatMessage:
     text: str
     emotion: Emotion | None
     ts: float
+    action: bool = False  # a /me action: text is what the user does
+    to: str | None = None  # a direct message to this member: never in history
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -208,6 +214,8 @@ class ChatMessage:
             "user": self.user,
             "text": self.text,
             "emotion": _emotion_json(self.emotion),
+            "action": self.action,
+            "to": self.to,
             "ts": self.ts,
         }
 
@@ -222,15 +230,17 @@ class Joined:
     history: tuple[ChatMessage, ...]
     seq: int
     truncated: bool = False
+    topic: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
 class Presence:
-    """Hub → members when someone joins or leaves."""
+    """Hub → members when someone joins, leaves or changes name (``old`` → ``user``)."""
 
-    event: Literal["join", "leave"]
+    event: Literal["join", "leave", "nick"]
     user: str
     members: tuple[Member, ...]
+    old: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -239,6 +249,7 @@ class ErrorFrame:
 
     code: str
     message: str
+    id: str | None = None  # the refused message's id, when the refusal is about one
 
 
 @dataclasses.dataclass(frozen=True)
@@ -259,10 +270,12 @@ class Send:
     id: str
     text: str
     emotion: Emotion | None
+    action: bool = False
+    to: str | None = None
 
 
-ClientFrame: TypeAlias = "Join | Send"
-ServerFrame: TypeAlias = "Joined | ChatMessage | Presence | ErrorFrame"
+ClientFrame: TypeAlias = "Join | Send | Nick | SetTopic | HistoryRequest"
+ServerFrame: TypeAlias = "Joined | ChatMessage | Presence | ErrorFrame | Topic | History"
 
 # --- JSON -------------------------------------------------------------------
 
@@ -330,12 +343,29 @@ def join_frame(
     )
 
 
-def message_frame(id: str, text: str, emotion: Emotion | None = None) -> str:
-    """Encode a client ``message`` frame."""
-    return encode({"type": "message", "id": id, "text": text, "emotion": _emotion_json(emotion)})
+def message_frame(
+    id: str,
+    text: str,
+    emotion: Emotion | None = None,
+    *,
+    action: bool = False,
+    to: str | None = None,
+) -> str:
+    """Encode a client ``message`` frame: a /me ``action``, a direct message ``to`` a member."""
+    frame: dict[str, Any] = {
+        "type": "message",
+        "id": id,
+        "text": text,
+        "emotion": _emotion_json(emotion),
+    }
+    if action:
+        frame["action"] = True
+    if to is not None:
+        frame["to"] = to
+    return encode(frame)
 
 
-def parse_client_frame(raw: str, limits: Limits = DEFAULT_LIMITS) -> Join | Send:
+def parse_client_frame(raw: str, limits: Limits = DEFAULT_LIMITS) -> ClientFrame:
     """Validate a client frame; raise :exc:`ProtocolError` with a precise code."""
     if len(raw) > limits.max_frame_bytes and len(raw.encode()) > limits.max_frame_bytes:
         raise ProtocolError("frame_too_big", f"frame exceeds {limits.max_frame_bytes} bytes")
@@ -366,7 +396,10 @@ def parse_client_frame(raw: str, limits: Limits = DEFAULT_LIMITS) -> Join | Send
             id=_name(obj, "id", limits.max_id_chars),
             text=text,
             emotion=_parse_emotion(obj.get("emotion")),
+            **_message_extras(obj, limits),
         )
+    if kind in _CHAT_FRAME_PARSERS:
+        return _CHAT_FRAME_PARSERS[kind](obj, limits)
     if kind is None:
         raise ProtocolError("bad_type", "frame has no type")
     raise ProtocolError("bad_type", f"unknown frame type {str(kind)[:40]!r}")
@@ -415,7 +448,7 @@ def _parse_emotion(value: object) -> Emotion | None:
         or not 0.0 <= confidence <= 1.0
     ):
         raise ProtocolError("bad_emotion", "emotion confidence must be a number in 0..1")
-    return Emotion(label, float(confidence))
+    return Emotion(label, float(confidence), _picked(value))
 
 
 def _emotion_json(emotion: Emotion | None) -> dict[str, Any] | None:
@@ -432,6 +465,7 @@ def joined_frame(
     history: Sequence[ChatMessage],
     seq: int,
     truncated: bool = False,
+    topic: str | None = None,
 ) -> str:
     """Encode the hub's answer to a join."""
     return encode(
@@ -443,6 +477,7 @@ def joined_frame(
             "history": [m.to_json() for m in history],
             "seq": seq,
             "truncated": truncated,
+            "topic": topic or None,
         }
     )
 
@@ -460,7 +495,12 @@ def chat_frame(message: ChatMessage) -> str:
     if emotion is None:
         emotion_json = "null"
     else:
-        emotion_json = f'{{"label":{_string(emotion.label)},"confidence":{emotion.confidence!r}}}'
+        emotion_json = (
+            f'{{"label":{_string(emotion.label)},"confidence":{emotion.confidence!r}'
+            f"{_PICKED if emotion.picked else ''}}}"
+        )
+    # The fields that follow "emotion" (issue 20), appended here to keep one f-string.
+    emotion_json += _chat_fields(message)
     return (
         f'{{"type":"message","room":{_string(message.room)},"seq":{message.seq!r}'
         f',"id":{_string(message.id)},"user":{_string(message.user)}'
@@ -501,17 +541,23 @@ def parse_server_frame(raw: str | bytes) -> ServerFrame:
                 history=tuple(chat_message_from_json(m) for m in obj["history"]),
                 seq=int(obj["seq"]),
                 truncated=bool(obj.get("truncated", False)),
+                topic=_optional_text(obj.get("topic")),
             )
         if kind == "presence":
-            if obj["event"] not in ("join", "leave"):
+            if obj["event"] not in ("join", "leave", "nick"):
                 raise ValueError("bad presence event")
             return Presence(
                 event=obj["event"],
                 user=obj["user"],
                 members=tuple(_member(m) for m in obj["members"]),
+                old=_optional_text(obj.get("old")),
             )
         if kind == "error":
-            return ErrorFrame(code=str(obj["code"]), message=str(obj["message"]))
+            return ErrorFrame(
+                code=str(obj["code"]), message=str(obj["message"]), id=_optional_text(obj.get("id"))
+            )
+        if kind in _CHAT_SERVER_PARSERS:
+            return _CHAT_SERVER_PARSERS[kind](obj)
     except (KeyError, TypeError, ValueError, ProtocolError) as exc:
         raise ProtocolError("bad_field", f"malformed {obj.get('type')!r} frame: {exc!r}") from None
     raise ProtocolError("bad_type", f"unknown frame type {str(obj.get('type'))[:40]!r}")
@@ -527,8 +573,246 @@ def chat_message_from_json(obj: Mapping[str, Any]) -> ChatMessage:
         text=obj["text"],
         emotion=_parse_emotion(obj.get("emotion")),
         ts=float(obj["ts"]),
+        action=obj.get("action") is True,
+        to=_optional_text(obj.get("to")),
     )
 
 
 def _member(obj: Mapping[str, Any]) -> Member:
     return Member(user=obj["user"], emotion=_parse_emotion(obj.get("emotion")))
+
+
+# --- chat frames: nick, topic, history paging, direct messages, actions ---------
+#
+# Issue 20's additions, kept together. A ``message`` may carry ``"action": true``
+# (a /me action) or ``"to": NAME`` (a direct message, delivered only to NAME's
+# connection and echoed to the sender, never stored in history); an emotion may
+# carry ``"picked": true`` (chosen by hand, not read from the camera).
+
+__all__ += [
+    "MAX_HISTORY_PAGE",
+    "MAX_TOPIC_CHARS",
+    "History",
+    "HistoryRequest",
+    "Nick",
+    "SetTopic",
+    "Topic",
+    "history_frame",
+    "history_request_frame",
+    "nick_frame",
+    "nick_presence_frame",
+    "refusal_frame",
+    "topic_changed_frame",
+    "topic_frame",
+]
+
+#: Longest room topic, in characters.
+MAX_TOPIC_CHARS: Final = 300
+#: Most messages one ``history`` request may ask for.
+MAX_HISTORY_PAGE: Final = 200
+
+
+@dataclasses.dataclass(frozen=True)
+class Nick:
+    """Client → hub: take the name ``user`` in the room (``token``: one whose sub is it)."""
+
+    user: str
+    token: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class SetTopic:
+    """Client → hub: set the room's topic; ``""`` clears it."""
+
+    topic: str
+
+
+@dataclasses.dataclass(frozen=True)
+class HistoryRequest:
+    """Client → hub: up to ``limit`` messages with ``seq < before`` (None: the newest)."""
+
+    before: int | None
+    limit: int = MAX_HISTORY_PAGE
+
+
+@dataclasses.dataclass(frozen=True)
+class Topic:
+    """A room's topic, who set it and when; ``topic`` is None when cleared."""
+
+    room: str
+    topic: str | None
+    user: str
+    ts: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "type": "topic",
+            "room": self.room,
+            "topic": self.topic or None,
+            "user": self.user,
+            "ts": self.ts,
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class History:
+    """Hub → client: one page of a room's kept messages, oldest first, all ``seq < before``.
+
+    ``complete``: the hub keeps nothing older than these.
+    """
+
+    room: str
+    before: int | None
+    messages: tuple[ChatMessage, ...]
+    complete: bool
+
+
+def nick_frame(user: str, token: str | None = None) -> str:
+    """Encode a ``nick`` request; with JWT auth, ``token`` is one issued for ``user``."""
+    frame: dict[str, Any] = {"type": "nick", "user": user}
+    if token is not None:
+        frame["token"] = token
+    return encode(frame)
+
+
+def topic_frame(topic: str) -> str:
+    """Encode a request to set the room's topic (``""`` clears it)."""
+    return encode({"type": "topic", "topic": topic})
+
+
+def history_request_frame(before: int | None, limit: int = MAX_HISTORY_PAGE) -> str:
+    """Encode a request for the messages before ``before`` (None: the newest)."""
+    return encode({"type": "history", "before": before, "limit": limit})
+
+
+def topic_changed_frame(topic: Topic) -> str:
+    """Encode a topic broadcast."""
+    return encode(topic.to_json())
+
+
+def history_frame(
+    room: str, before: int | None, messages: Sequence[ChatMessage], complete: bool
+) -> str:
+    """Encode the answer to a ``history`` request."""
+    return encode(
+        {
+            "type": "history",
+            "room": room,
+            "before": before,
+            "messages": [m.to_json() for m in messages],
+            "complete": complete,
+        }
+    )
+
+
+def nick_presence_frame(user: str, old: str, members: Sequence[Member]) -> str:
+    """Encode the presence event of ``old`` taking the name ``user``."""
+    return encode(
+        {
+            "type": "presence",
+            "event": "nick",
+            "user": user,
+            "old": old,
+            "members": [m.to_json() for m in members],
+        }
+    )
+
+
+def refusal_frame(code: ErrorCode, message: str, id: str) -> str:
+    """Encode an error about the client's message ``id``: the client stops resending it."""
+    return encode({"type": "error", "code": code, "message": message, "id": id})
+
+
+def _parse_nick(obj: Mapping[str, Any], limits: Limits) -> Nick:
+    return Nick(
+        user=_name(obj, "user", limits.max_user_chars),
+        token=_optional_str(obj, "token", MAX_TOKEN_CHARS),
+    )
+
+
+def _parse_topic(obj: Mapping[str, Any], limits: Limits) -> SetTopic:
+    topic = obj.get("topic")
+    if not isinstance(topic, str):
+        raise ProtocolError("bad_field", "topic must be a string")
+    if len(topic) > MAX_TOPIC_CHARS:
+        raise ProtocolError(
+            "text_too_long", f"topic has {len(topic)} characters; limit {MAX_TOPIC_CHARS}"
+        )
+    if not topic.isprintable():  # one line: no newline, tab or control character
+        raise ProtocolError("bad_field", "topic must be one line of printable characters")
+    return SetTopic(topic.strip())
+
+
+def _parse_history_request(obj: Mapping[str, Any], limits: Limits) -> HistoryRequest:
+    before = obj.get("before")
+    if before is not None and (not _is_int(before) or before < 0):
+        raise ProtocolError("bad_field", "before must be a non-negative integer or null")
+    limit = obj.get("limit", MAX_HISTORY_PAGE)
+    if not _is_int(limit) or not 1 <= limit <= MAX_HISTORY_PAGE:
+        raise ProtocolError("bad_field", f"limit must be an integer in 1..{MAX_HISTORY_PAGE}")
+    return HistoryRequest(before, limit)
+
+
+def _message_extras(obj: Mapping[str, Any], limits: Limits) -> dict[str, Any]:
+    """The optional ``action`` and ``to`` fields of a client ``message``."""
+    action = obj.get("action", False)
+    if not isinstance(action, bool):
+        raise ProtocolError("bad_field", "action must be true or false")
+    to = None if obj.get("to") is None else _name(obj, "to", limits.max_user_chars)
+    if action and to is not None:
+        raise ProtocolError("bad_field", "a direct message cannot be an action")
+    return {"action": action, "to": to}
+
+
+def _picked(emotion: Mapping[str, Any]) -> bool:
+    picked = emotion.get("picked", False)
+    if not isinstance(picked, bool):
+        raise ProtocolError("bad_emotion", "emotion picked must be true or false")
+    return picked
+
+
+_PICKED: Final = ',"picked":true'
+
+
+def _chat_fields(message: ChatMessage) -> str:
+    """``"action"`` and ``"to"`` of a chat frame, as :func:`encode` writes them."""
+    to = "null" if message.to is None else _string(message.to)
+    return f',"action":{"true" if message.action else "false"},"to":{to}'
+
+
+def _optional_text(value: object) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    raise ValueError(f"expected a string or null, got {type(value).__name__}")
+
+
+def _parse_topic_changed(obj: Mapping[str, Any]) -> Topic:
+    return Topic(
+        room=obj["room"],
+        topic=_optional_text(obj["topic"]) or None,
+        user=obj["user"],
+        ts=float(obj["ts"]),
+    )
+
+
+def _parse_history(obj: Mapping[str, Any]) -> History:
+    before = obj["before"]
+    if before is not None and not _is_int(before):
+        raise ValueError("before must be an integer or null")
+    return History(
+        room=obj["room"],
+        before=before,
+        messages=tuple(chat_message_from_json(m) for m in obj["messages"]),
+        complete=bool(obj["complete"]),
+    )
+
+
+_CHAT_FRAME_PARSERS: Final[dict[str, Callable[[Mapping[str, Any], Limits], ClientFrame]]] = {
+    "nick": _parse_nick,
+    "topic": _parse_topic,
+    "history": _parse_history_request,
+}
+_CHAT_SERVER_PARSERS: Final[dict[str, Callable[[Mapping[str, Any]], ServerFrame]]] = {
+    "topic": _parse_topic_changed,
+    "history": _parse_history,
+}

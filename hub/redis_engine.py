@@ -12,6 +12,9 @@ Redis runs them in is *the* order):
 ``<p>room:<name>:ids``                 sorted set ``user\\nid`` → seq: resend dedup,
                                        trimmed with the log
 ``<p>room:<name>:members``             hash user → {session, conn, hub, emotion}
+``<p>room:<name>:topic``               the topic frame as last set
+``<p>room:<name>:dm:<user>\\n<id>``     a direct message's frame, for resend dedup;
+                                       expires after ``DIRECT_DEDUP_SECONDS``
 ``<p>room:<name>:events``              pub/sub channel: every change, numbered by pos
 ``<p>hub:<id>``                        a hub's heartbeat, expiring after ``ttl``
 ``<p>hub:<id>:members``                what that hub registered, to clean up after it
@@ -50,13 +53,17 @@ from . import protocol
 from .cluster import (
     Call,
     ClusterHub,
+    DirectCall,
+    HistoryCall,
     JoinCall,
     JoinResult,
     LeaveCall,
+    NickCall,
     PostCall,
     Request,
     SyncCall,
     SyncResult,
+    TopicCall,
     decode_event,
     parse_members,
 )
@@ -77,6 +84,8 @@ REDIS_CONNECTIONS: int = 32
 POOL_WAIT: float = 30.0
 #: Most scripts sent in one pipeline.
 MAX_PIPELINE: int = 64
+#: Seconds Redis remembers a direct message's id, to acknowledge a resend again.
+DIRECT_DEDUP_SECONDS: int = 3600
 #: Errors that mean "Redis is unreachable or failed", not "the script refused".
 UNREACHABLE = (RedisError, OSError, asyncio.TimeoutError)
 
@@ -152,7 +161,8 @@ if limit > 0 then
   if since ~= nil and since <= seq then from = (since + 1) .. '-0' end
   history = entries(redis.call('XREVRANGE', rk(room, 'log'), '+', from, 'COUNT', limit))
 end
-return {'ok', pos, seq, cjson.encode(members), history}
+local topic = redis.call('GET', rk(room, 'topic')) or ''
+return {'ok', pos, seq, cjson.encode(members), history, topic}
 """
 )
 
@@ -189,6 +199,78 @@ return {'ok', seq}
 
 # ARGV: prefix, room, user, conn
 _LEAVE = _PRELUDE + "\nreturn leave(ARGV[2], ARGV[3], ARGV[4])\n"
+
+# ARGV: prefix, room, user, id, to, frame head, frame tail, dedup seconds.
+# A direct message: published (so the addressee's hub, whichever it is, hands it
+# over), never added to the log; its seq is the room's current one.
+_DIRECT = (
+    _PRELUDE
+    + r"""
+local room, user, to = ARGV[2], ARGV[3], ARGV[5]
+local key = rk(room, 'dm:' .. user .. '\n' .. ARGV[4])
+local earlier = redis.call('GET', key)
+if earlier then return {'dup', earlier} end
+if redis.call('HEXISTS', rk(room, 'members'), to) == 0 then return {'no_such_member'} end
+local seq = tonumber(redis.call('GET', rk(room, 'seq')) or '0')
+local frame = ARGV[6] .. seq .. ARGV[7]
+redis.call('SET', key, frame, 'EX', tonumber(ARGV[8]))
+local pos = redis.call('INCR', rk(room, 'pos'))
+redis.call('PUBLISH', rk(room, 'events'), pos .. ' d ' .. seq .. ' ' .. frame)
+return {'ok'}
+"""
+)
+
+# ARGV: prefix, room, old name, new name, conn
+_NICK = (
+    _PRELUDE
+    + r"""
+local room, old, new, conn = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local raw = redis.call('HGET', rk(room, 'members'), old)
+if not raw then return {'not_joined'} end
+local held = cjson.decode(raw)
+if held.c ~= conn then return {'not_joined'} end
+if old ~= new and redis.call('HEXISTS', rk(room, 'members'), new) == 1 then
+  return {'name_taken'}
+end
+redis.call('HDEL', rk(room, 'members'), old)
+redis.call('HSET', rk(room, 'members'), new, raw)
+redis.call('SREM', hub_members(held.h), room .. '\n' .. old .. '\n' .. conn)
+redis.call('SADD', hub_members(held.h), room .. '\n' .. new .. '\n' .. conn)
+local pos = redis.call('INCR', rk(room, 'pos'))
+local body = cjson.encode({user = new, old = old, members = member_list(room)})
+redis.call('PUBLISH', rk(room, 'events'), pos .. ' n ' .. conn .. ' ' .. body)
+return {'ok'}
+"""
+)
+
+# ARGV: prefix, room, topic frame
+_TOPIC = r"""
+local P, room, frame = ARGV[1], ARGV[2], ARGV[3]
+redis.call('SET', P .. 'room:' .. room .. ':topic', frame)
+local pos = redis.call('INCR', P .. 'room:' .. room .. ':pos')
+redis.call('PUBLISH', P .. 'room:' .. room .. ':events', pos .. ' t 0 ' .. frame)
+return 1
+"""
+
+# ARGV: prefix, room, before ('' = from the newest), limit. Returns the newest
+# ``limit`` frames with seq < before (newest first) and 1 if none older is kept.
+_PAGE = (
+    _PRELUDE
+    + r"""
+local room, before, limit = ARGV[2], ARGV[3], tonumber(ARGV[4])
+local last = '+'
+if before ~= '' then
+  if tonumber(before) <= 1 then return {{}, 1} end
+  last = '(' .. before .. '-0'
+end
+local log = redis.call('XREVRANGE', rk(room, 'log'), last, '-', 'COUNT', limit)
+if #log == 0 then return {{}, 1} end
+local oldest = redis.call('XRANGE', rk(room, 'log'), '-', '+', 'COUNT', 1)
+local complete = 0
+if oldest[1][1] == log[#log][1] then complete = 1 end
+return {entries(log), complete}
+"""
+)
 
 # ARGV: prefix, room, since, limit. Newest ``limit`` messages after ``since``.
 _SYNC = (
@@ -297,6 +379,10 @@ class RedisEngine:
                 ("post", _POST),
                 ("leave", _LEAVE),
                 ("sync", _SYNC),
+                ("direct", _DIRECT),
+                ("nick", _NICK),
+                ("topic", _TOPIC),
+                ("page", _PAGE),
                 ("beat", _BEAT),
                 ("reap", _REAP),
             )
@@ -358,6 +444,22 @@ class RedisEngine:
             if isinstance(request, LeaveCall):
                 await self._run("leave", request.room, request.user, request.conn)
                 return []
+            if isinstance(request, DirectCall):
+                return self.core.direct_done(request, await self._direct(request))
+            if isinstance(request, NickCall):
+                reply = await self._run(
+                    "nick", request.room, request.old, request.new, request.conn
+                )
+                return self.core.nick_done(request, None if reply[0] == "ok" else reply[0])
+            if isinstance(request, TopicCall):
+                frame = protocol.topic_changed_frame(request.topic)
+                await self._run("topic", request.topic.room, frame)
+                return []
+            if isinstance(request, HistoryCall):
+                before = "" if request.before is None else request.before
+                frames, complete = await self._run("page", request.room, before, request.limit)
+                messages = [_message(f) for f in reversed(frames)]
+                return self.core.history_done(request, messages, bool(complete))
             await self._subscribe(request.room)
             return self.core.sync_done(request, await self._sync(request))
         except UNREACHABLE as exc:
@@ -401,14 +503,15 @@ class RedisEngine:
         )
         if reply[0] != "ok":
             return JoinResult(refused=reply[0])
-        _, pos, seq, members, frames = reply
+        _, pos, seq, members, frames, topic = reply
         history = tuple(_message(f) for f in reversed(frames))
         if since is None or since >= seq:
             truncated = False
         else:
             truncated = not history or history[0].seq != since + 1
         members = parse_members(json.loads(members))
-        return JoinResult(None, int(pos), int(seq), members, history, truncated)
+        topic_text = protocol.decode(topic).get("topic") if topic else None
+        return JoinResult(None, int(pos), int(seq), members, history, truncated, topic_text)
 
     async def _post(self, call: PostCall) -> ChatMessage | None:
         message = call.message
@@ -426,6 +529,24 @@ class RedisEngine:
             emotion,
         )
         return _message(reply[1]) if reply[0] == "dup" else None
+
+    async def _direct(self, call: DirectCall) -> str | ChatMessage | None:
+        """Publish a direct message; return a resend's first copy or the refusal code."""
+        message = call.message
+        head, tail = _split_frame(message)
+        reply = await self._run(
+            "direct",
+            message.room,
+            message.user,
+            message.id,
+            message.to,
+            head,
+            tail,
+            DIRECT_DEDUP_SECONDS,
+        )
+        if reply[0] == "dup":
+            return _message(reply[1])
+        return None if reply[0] == "ok" else str(reply[0])
 
     async def _sync(self, call: SyncCall) -> SyncResult:
         pos, seq, members, frames = await self._run("sync", call.room, call.since, call.limit)

@@ -10,6 +10,13 @@ Time comes in as an argument, so tests drive the rate limit deterministically.
 A message is written to the :class:`~hub.storage.Store` before the
 :class:`Broadcast` that acknowledges it is returned: the hub never
 acknowledges what it could lose on restart.
+
+Beside chat messages a member may send a direct message (``to``: only that
+member's connection and the sender's get it; it takes no ``seq`` and stays out
+of history), take another name (``nick``: unique in the room, and re-checked by
+the optional ``authorize`` hook, e.g. :func:`hub.auth.authorize` for JWTs), set
+the room's ``topic`` (stored, sent on every join) and page through everything
+the store keeps (``history``).
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ from __future__ import annotations
 import dataclasses
 import hmac
 from collections import OrderedDict, deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, TypeAlias
 
 from . import protocol
@@ -25,18 +32,37 @@ from .protocol import (
     ChatMessage,
     Emotion,
     ErrorCode,
+    HistoryRequest,
     Join,
     Limits,
     Member,
+    Nick,
     ProtocolError,
     Send,
+    SetTopic,
+    Topic,
 )
 from .storage import MemoryStore, Store
 
-__all__ = ["Action", "Broadcast", "Client", "Close", "Hub", "Reply", "Room", "TokenBucket"]
+__all__ = [
+    "Action",
+    "Authorize",
+    "Broadcast",
+    "Call",
+    "Client",
+    "Close",
+    "Hub",
+    "Reply",
+    "Room",
+    "TokenBucket",
+]
 
 #: How many (user, id) pairs a room remembers for deduplication, at least.
 DEDUP_MIN: int = 1024
+
+#: ``authorize(token, user, room)``: return if ``token`` lets ``user`` into ``room``,
+#: raise (any exception, its text the reason) if not. Checked on each ``nick``.
+Authorize: TypeAlias = Callable[[str | None, str, str], object]
 
 
 class TokenBucket:
@@ -58,6 +84,11 @@ class TokenBucket:
             return True
         return False
 
+    def wait(self, now: float) -> float:
+        """Seconds from ``now`` until :meth:`take` can succeed (0 if it can now)."""
+        tokens = min(self.burst, self.tokens + max(0.0, now - self.last) * self.rate)
+        return 0.0 if tokens >= 1.0 else (1.0 - tokens) / self.rate
+
 
 @dataclasses.dataclass(eq=False)
 class Client:
@@ -69,6 +100,7 @@ class Client:
     user: str | None = None
     strikes: int = 0
     closing: bool = False
+    token: str | None = None  # the join's token, for re-checks on a nick
 
 
 @dataclasses.dataclass(eq=False)
@@ -94,6 +126,7 @@ class Room:
         self.dedup_size = max(history_size, DEDUP_MIN)
         self._by_key: OrderedDict[tuple[str, str], ChatMessage] = OrderedDict()
         self.members: dict[str, _Membership] = {}
+        self.topic: Topic | None = None
         for message in recent:
             self.record(message)
 
@@ -121,9 +154,16 @@ class Room:
         """Add ``message`` to the history and the dedup index."""
         self.seq = max(self.seq, message.seq)
         self.history.append(message)
+        self.remember(message)
+
+    def remember(self, message: ChatMessage) -> None:
+        """Add ``message`` to the dedup index only (a direct message: not in history)."""
         self._by_key[(message.user, message.id)] = message
         if len(self._by_key) > self.dedup_size:
             self._by_key.popitem(last=False)
+
+    def topic_text(self) -> str | None:
+        return None if self.topic is None else self.topic.topic
 
 
 @dataclasses.dataclass(frozen=True)
@@ -151,7 +191,18 @@ class Close:
     reason: str
 
 
-Action: TypeAlias = "Reply | Broadcast | Close"
+@dataclasses.dataclass(frozen=True, slots=True)
+class Call:
+    """Carry out ``request`` against the shared engine, then report back to the core.
+
+    Only :class:`hub.cluster.ClusterHub` (``--redis``) returns these; its
+    module defines the requests.
+    """
+
+    request: Any
+
+
+Action: TypeAlias = "Reply | Broadcast | Close | Call"
 
 
 class Hub:
@@ -162,10 +213,12 @@ class Hub:
         limits: Limits = protocol.DEFAULT_LIMITS,
         store: Store | None = None,
         token: str | None = None,
+        authorize: Authorize | None = None,
     ) -> None:
         self.limits = limits
         self.store: Store = store if store is not None else MemoryStore()
         self.token = token
+        self.authorize = authorize
         self.rooms: dict[str, Room] = {}
 
     # --- connection events ----------------------------------------------------
@@ -189,7 +242,9 @@ class Hub:
             return self._refuse(client, exc.code, exc.message)
         if isinstance(frame, Join):
             return self._join(client, frame)
-        return self._post(client, frame, now)
+        if isinstance(frame, Send):
+            return self._post(client, frame, now)
+        return self._chat_request(client, frame, now)
 
     def receive_binary(self, client: Client) -> list[Action]:
         """Handle a binary frame: not part of the protocol."""
@@ -281,6 +336,7 @@ class Hub:
         else:
             room.members[join.user] = _Membership(client, join.session)
         client.room, client.user, client.strikes = room, join.user, 0
+        client.token = join.token
         history, truncated = room.history_after(join.since)
         members = room.member_list()
         fitted = _fit(history, protocol.MAX_SERVER_FRAME_BYTES - 64 * (len(members) + 16))
@@ -288,7 +344,9 @@ class Hub:
         actions.append(
             Reply(
                 client,
-                protocol.joined_frame(room.name, join.user, members, fitted, room.seq, truncated),
+                protocol.joined_frame(
+                    room.name, join.user, members, fitted, room.seq, truncated, room.topic_text()
+                ),
             )
         )
         if not takeover:
@@ -307,6 +365,8 @@ class Hub:
         if duplicate is not None:
             # A resend: acknowledge again, to the sender only.
             return [Reply(client, protocol.chat_frame(duplicate))]
+        if send.to is not None:
+            return self._direct(client, room, user, send, now)
         message = ChatMessage(
             room=room.name,
             seq=room.seq + 1,
@@ -315,6 +375,7 @@ class Hub:
             text=send.text,
             emotion=send.emotion,
             ts=now,
+            action=send.action,
         )
         # Stored before the broadcast, which is the ack. The store may know a
         # resend that the in-memory dedup index has forgotten (after a restart).
@@ -325,6 +386,80 @@ class Hub:
         room.members[user].emotion = send.emotion
         return [Broadcast(room.clients(), protocol.chat_frame(message))]
 
+    # --- direct messages, nick, topic, history ---------------------------------
+
+    def _chat_request(
+        self, client: Client, frame: Nick | SetTopic | HistoryRequest, now: float
+    ) -> list[Action]:
+        """Handle a ``nick``, ``topic`` or ``history`` frame from a member."""
+        room, user = client.room, client.user
+        if room is None or user is None:
+            return self._refuse(client, "not_joined", "send a join frame first")
+        if isinstance(frame, Nick):
+            return self._nick(client, room, user, frame)
+        client.strikes = 0
+        if isinstance(frame, SetTopic):
+            return self._set_topic(client, room, user, frame, now)
+        return self._history(client, room, frame)
+
+    def _direct(
+        self, client: Client, room: Room, user: str, send: Send, now: float
+    ) -> list[Action]:
+        """Deliver a direct message to its addressee's connection and back to the sender.
+
+        It takes no ``seq`` of its own (it carries the room's current one, to
+        place it) and is not stored: nobody else can ever read it, a resend is
+        recognised while the room's dedup index remembers it.
+        """
+        target = room.members.get(send.to or "")
+        if target is None:
+            return self._refuse(
+                client, "no_such_member", f"{send.to} is not in {room.name}", id=send.id
+            )
+        message = ChatMessage(
+            room.name, room.seq, send.id, user, send.text, send.emotion, now, to=send.to
+        )
+        room.remember(message)
+        recipients = [client] if target.client is client else [target.client, client]
+        return [Broadcast(recipients, protocol.chat_frame(message))]
+
+    def _nick(self, client: Client, room: Room, user: str, nick: Nick) -> list[Action]:
+        """Rename ``user`` to ``nick.user`` if the name is free and the token allows it."""
+        refused = self._check_nick(client, room, user, nick)
+        if refused:
+            return refused
+        client.strikes = 0
+        room.members[nick.user] = room.members.pop(user)
+        client.user = nick.user
+        if nick.token is not None:
+            client.token = nick.token
+        frame = protocol.nick_presence_frame(nick.user, user, room.member_list())
+        return [Broadcast(room.clients(), frame)]
+
+    def _check_nick(self, client: Client, room: Room, user: str, nick: Nick) -> list[Action]:
+        """Return the refusal of a rename, or an empty list to let it through."""
+        if nick.user != user and nick.user in room.members:
+            return self._refuse(client, "name_taken", f"{nick.user} is already in {room.name}")
+        if self.authorize is not None:
+            token = nick.token if nick.token is not None else client.token
+            try:
+                self.authorize(token, nick.user, room.name)
+            except Exception as exc:  # fail closed: any failure of the check refuses
+                return self._refuse(client, "unauthorized", f"cannot take {nick.user}: {exc}")
+        return []
+
+    def _set_topic(
+        self, client: Client, room: Room, user: str, request: SetTopic, now: float
+    ) -> list[Action]:
+        topic = Topic(room.name, request.topic or None, user, now)
+        self.store.set_topic(topic)  # stored before anyone is told, like a message
+        room.topic = topic
+        return [Broadcast(room.clients(), protocol.topic_changed_frame(topic))]
+
+    def _history(self, client: Client, room: Room, request: HistoryRequest) -> list[Action]:
+        messages, complete = self.store.page(room.name, request.before, request.limit)
+        return [Reply(client, _history_reply(room.name, request.before, messages, complete))]
+
     # --- helpers --------------------------------------------------------------
 
     def _room(self, name: str) -> Room:
@@ -332,10 +467,13 @@ class Hub:
         if room is None:
             seq, recent = self.store.load(name, max(self.limits.history_size, DEDUP_MIN))
             room = Room(name, self.limits.history_size, seq, recent)
+            room.topic = self.store.topic(name)
             self.rooms[name] = room
         return room
 
-    def _refuse(self, client: Client, code: ErrorCode, message: str) -> list[Action]:
+    def _refuse(
+        self, client: Client, code: ErrorCode, message: str, id: str | None = None
+    ) -> list[Action]:
         client.strikes += 1
         if client.strikes >= self.limits.max_strikes:
             return self._fatal(
@@ -344,6 +482,8 @@ class Hub:
                 f"{client.strikes} refused frames in a row; last: {code}: {message}",
                 protocol.CLOSE_POLICY_VIOLATION,
             )
+        if id is not None:
+            return [Reply(client, protocol.refusal_frame(code, message, id))]
         return [Reply(client, protocol.error_frame(code, message))]
 
     def _fatal(self, client: Client, code: ErrorCode, message: str, close: int) -> list[Action]:
@@ -358,6 +498,17 @@ def _same_session(held: str | None, offered: str | None) -> bool:
     if held is None or offered is None:
         return False
     return hmac.compare_digest(held.encode(), offered.encode())
+
+
+def _history_reply(
+    room: str, before: int | None, messages: list[ChatMessage], complete: bool
+) -> str:
+    """The ``history`` frame for a page, trimmed to the newest messages that fit a frame.
+
+    Trimmed, it is not ``complete``: the client asks again before its oldest message.
+    """
+    fitted = _fit(messages, protocol.MAX_SERVER_FRAME_BYTES - 1024)
+    return protocol.history_frame(room, before, fitted, complete and len(fitted) == len(messages))
 
 
 def _fit(history: list[ChatMessage], budget: int) -> list[ChatMessage]:

@@ -85,7 +85,7 @@ class HubConfig:
     limits: Limits = protocol.DEFAULT_LIMITS
     token: str | None = None
     history_db: Path | None = None
-    history_keep: int = HISTORY_KEEP  # per room in history_db; never below history_size
+    history_keep: int = HISTORY_KEEP  # per room (memory, SQLite, Redis); never below history_size
     certfile: Path | None = None
     keyfile: Path | None = None
     max_backlog_bytes: int = MAX_BACKLOG_BYTES
@@ -397,9 +397,9 @@ def _redis_core(
 
 def open_store(config: HubConfig) -> Store:
     """Return the store for ``--history-db`` (SQLite) or memory."""
-    if config.history_db is None:
-        return MemoryStore()
     keep = max(config.history_keep, config.limits.history_size)
+    if config.history_db is None:
+        return MemoryStore(keep)
     return SqliteStore(config.history_db, keep)
 
 

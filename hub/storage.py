@@ -15,15 +15,22 @@ more than that, its oldest messages are deleted in one statement, so pruning
 costs nothing on most inserts. A unique index on ``(room, user, id)`` makes
 :meth:`SqliteStore.append` recognise a resend of any message it still keeps,
 also one older than the dedup index the core holds in memory.
+
+Both stores also keep each room's topic and answer :meth:`Store.page`, which
+lets a client page back through every message kept (a resume after a long
+absence, or scrolling to the top of a room). :class:`MemoryStore` keeps
+``keep`` messages per room in the hub's memory (about 0.5 KB each).
 """
 
 from __future__ import annotations
 
+import itertools
 import sqlite3
+from collections import deque
 from pathlib import Path
 from typing import Any, Protocol
 
-from .protocol import ChatMessage, Emotion
+from .protocol import ChatMessage, Emotion, Topic
 
 __all__ = ["HISTORY_KEEP", "MemoryStore", "SqliteStore", "Store"]
 
@@ -50,15 +57,55 @@ class Store(Protocol):
         """Flush and release resources."""
         ...
 
+    def page(self, room: str, before: int | None, limit: int) -> tuple[list[ChatMessage], bool]:
+        """Return up to ``limit`` newest kept messages with ``seq < before``, oldest first.
+
+        ``before`` None means from the newest. The flag is True when nothing
+        older than the returned messages is kept.
+        """
+        ...
+
+    def topic(self, room: str) -> Topic | None:
+        """Return the room's topic as last set, or None."""
+        ...
+
+    def set_topic(self, topic: Topic) -> None:
+        """Durably record ``topic`` as its room's topic."""
+        ...
+
 
 class MemoryStore:
-    """No persistence: rooms live in the hub's memory only."""
+    """No persistence: rooms live in the hub's memory only, ``keep`` messages each."""
+
+    def __init__(self, keep: int = HISTORY_KEEP) -> None:
+        self.keep = keep
+        self._messages: dict[str, deque[ChatMessage]] = {}
+        self._topics: dict[str, Topic] = {}
 
     def load(self, room: str, limit: int) -> tuple[int, list[ChatMessage]]:
         return 0, []
 
     def append(self, message: ChatMessage) -> ChatMessage | None:
+        kept = self._messages.get(message.room)
+        if kept is None:
+            kept = self._messages[message.room] = deque(maxlen=self.keep)
+        kept.append(message)
         return None
+
+    def page(self, room: str, before: int | None, limit: int) -> tuple[list[ChatMessage], bool]:
+        kept = self._messages.get(room)
+        if not kept:
+            return [], True
+        # A room's seq values are contiguous, so a seq gives its index.
+        end = len(kept) if before is None else max(0, min(len(kept), before - kept[0].seq))
+        start = max(0, end - limit)
+        return list(itertools.islice(kept, start, end)), start == 0
+
+    def topic(self, room: str) -> Topic | None:
+        return self._topics.get(room)
+
+    def set_topic(self, topic: Topic) -> None:
+        self._topics[topic.room] = topic
 
     def close(self) -> None:
         pass
@@ -76,7 +123,17 @@ CREATE TABLE IF NOT EXISTS messages (
     ts REAL NOT NULL,
     PRIMARY KEY (room, seq)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS topics (
+    room TEXT PRIMARY KEY,
+    topic TEXT,
+    user TEXT NOT NULL,
+    ts REAL NOT NULL
+) WITHOUT ROWID;
 """
+# Bit 0: a /me action; bit 1: the emotion was picked by hand. Files from hubs
+# before these flags get the column, 0 for every old row.
+_ADD_FLAGS = "ALTER TABLE messages ADD COLUMN flags INTEGER NOT NULL DEFAULT 0"
+_ACTION, _PICKED = 1, 2
 _INDEX = "CREATE UNIQUE INDEX IF NOT EXISTS messages_by_sender ON messages (room, user, id)"
 # Files from hubs before the index could hold a resend twice (beyond the dedup
 # window). Keep the latest copy: deleting it could lower the room's seq, and a
@@ -88,7 +145,7 @@ DELETE FROM messages WHERE EXISTS (
 )
 """
 
-_COLUMNS = "seq, id, user, text, label, confidence, ts"
+_COLUMNS = "seq, id, user, text, label, confidence, ts, flags"
 
 
 class SqliteStore:
@@ -108,6 +165,9 @@ class SqliteStore:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executescript(_SCHEMA)
+        columns = {row[1] for row in self.db.execute("PRAGMA table_info(messages)")}
+        if "flags" not in columns:
+            self.db.execute(_ADD_FLAGS)
         try:
             self.db.execute(_INDEX)
         except sqlite3.IntegrityError:
@@ -126,7 +186,7 @@ class SqliteStore:
         emotion = message.emotion
         try:
             self.db.execute(
-                "INSERT INTO messages VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT INTO messages (room, {_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     message.room,
                     message.seq,
@@ -136,6 +196,7 @@ class SqliteStore:
                     None if emotion is None else emotion.label,
                     None if emotion is None else emotion.confidence,
                     message.ts,
+                    _flags(message),
                 ),
             )  # autocommit: the row is in the WAL when this returns
         except sqlite3.IntegrityError:
@@ -153,6 +214,29 @@ class SqliteStore:
             (room, user, id),
         ).fetchone()
         return None if row is None else _message(room, row)
+
+    def page(self, room: str, before: int | None, limit: int) -> tuple[list[ChatMessage], bool]:
+        rows = self.db.execute(
+            f"SELECT {_COLUMNS} FROM messages WHERE room = ? AND seq < ? ORDER BY seq DESC LIMIT ?",
+            (room, 2**63 - 1 if before is None else before, limit),
+        ).fetchall()
+        if not rows:
+            return [], True
+        messages = [_message(room, row) for row in reversed(rows)]
+        oldest = self.oldest(room)
+        return messages, oldest is None or messages[0].seq <= oldest
+
+    def topic(self, room: str) -> Topic | None:
+        row = self.db.execute(
+            "SELECT topic, user, ts FROM topics WHERE room = ?", (room,)
+        ).fetchone()
+        return None if row is None else Topic(room, row[0], row[1], row[2])
+
+    def set_topic(self, topic: Topic) -> None:
+        self.db.execute(
+            "INSERT OR REPLACE INTO topics VALUES (?, ?, ?, ?)",
+            (topic.room, topic.topic, topic.user, topic.ts),
+        )
 
     def oldest(self, room: str) -> int | None:
         """Return the lowest ``seq`` kept for ``room``, or None if it has none."""
@@ -180,6 +264,20 @@ class SqliteStore:
 
 
 def _message(room: str, row: tuple[Any, ...]) -> ChatMessage:
-    seq, id, user, text, label, confidence, ts = row
-    emotion = None if label is None else Emotion(label, confidence)
-    return ChatMessage(room=room, seq=seq, id=id, user=user, text=text, emotion=emotion, ts=ts)
+    seq, id, user, text, label, confidence, ts, flags = row
+    emotion = None if label is None else Emotion(label, confidence, bool(flags & _PICKED))
+    return ChatMessage(
+        room=room,
+        seq=seq,
+        id=id,
+        user=user,
+        text=text,
+        emotion=emotion,
+        ts=ts,
+        action=bool(flags & _ACTION),
+    )
+
+
+def _flags(message: ChatMessage) -> int:
+    picked = message.emotion is not None and message.emotion.picked
+    return (_ACTION if message.action else 0) | (_PICKED if picked else 0)

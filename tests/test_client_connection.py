@@ -10,7 +10,16 @@ from client_fixtures import free_port, wait_until
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fer_tui.connection import HubConnection, HubEvent, MessageReceived, StateChanged
+from fer_tui.connection import (
+    HubConnection,
+    HubError,
+    HubEvent,
+    JoinedRoom,
+    MessageReceived,
+    PresenceChanged,
+    StateChanged,
+    TopicChanged,
+)
 from fer_tui.emotions import LABELS
 from hub import protocol
 from hub.protocol import Emotion
@@ -155,3 +164,90 @@ async def test_name_taken_stops_with_a_clear_reason() -> None:
             assert first.conn.state == "online"
         finally:
             await first.close()
+
+
+# --- issue 20: direct messages, actions, nick, topic through the API -----------------
+
+
+def events_of(client: Client, kind: type) -> list:
+    return [e for e in client.events if isinstance(e, kind)]
+
+
+async def test_a_direct_message_through_the_api_reaches_only_its_addressee() -> None:
+    async with serve_hub(HubConfig(host="127.0.0.1", port=0)) as hub:
+        ana, bo, cy = Client(hub.url, "ana"), Client(hub.url, "bo"), Client(hub.url, "cy")
+        try:
+            await wait_until(lambda: ana.conn.state == bo.conn.state == cy.conn.state == "online")
+            await wait_until(lambda: len(ana.conn.members) == 3)
+            dm = ana.conn.send("only for bo", Emotion("happy", 0.8), to="bo")
+            act = ana.conn.send("waves", Emotion("happy", 0.8, picked=True), action=True)
+            await wait_until(lambda: len(cy.received()) == 1, what="the action")
+            await wait_until(lambda: ana.conn.pending == 0, what="both acknowledged")
+            assert [(m.id, m.to) for m in bo.received()] == [(dm, "bo"), (act, None)]
+            (seen,) = cy.received()
+            assert (seen.id, seen.action, seen.emotion) == (act, True, Emotion("happy", 0.8, True))
+            assert [m.id for m in ana.received()] == [dm, act]
+            assert ana.conn.last_seq == 1  # the DM took no seq
+        finally:
+            for client in (ana, bo, cy):
+                await client.close()
+
+
+async def test_a_direct_message_to_an_absent_member_is_refused_and_not_resent() -> None:
+    async with serve_hub(HubConfig(host="127.0.0.1", port=0)) as hub:
+        ana = Client(hub.url, "ana")
+        try:
+            await wait_until(lambda: ana.conn.state == "online")
+            dm = ana.conn.send("hello?", None, to="ghost")
+            await wait_until(lambda: bool(events_of(ana, HubError)), what="the refusal")
+            (error,) = events_of(ana, HubError)
+            assert (error.error.code, error.error.id) == ("no_such_member", dm)
+            assert ana.conn.pending == 0 and ana.conn.state == "online"
+        finally:
+            await ana.close()
+
+
+async def test_set_nick_renames_and_a_reconnect_rejoins_under_the_new_name() -> None:
+    async with serve_hub(HubConfig(host="127.0.0.1", port=0)) as hub:
+        ana, bo = Client(hub.url, "ana"), Client(hub.url, "bo")
+        try:
+            await wait_until(lambda: ana.conn.state == bo.conn.state == "online")
+            assert ana.conn.set_nick("bo")  # taken: refused, the connection stays
+            await wait_until(lambda: bool(events_of(ana, HubError)))
+            assert events_of(ana, HubError)[0].error.code == "name_taken"
+            assert ana.conn.state == "online" and ana.conn.user == "ana"
+            assert ana.conn.set_nick("anna")
+            await wait_until(lambda: ana.conn.user == "anna", what="the rename")
+            renames = [e.presence for e in events_of(bo, PresenceChanged)]
+            assert any(p.event == "nick" and (p.old, p.user) == ("ana", "anna") for p in renames)
+            await ana.conn._ws.close()  # cut the socket: it must come back as anna
+            await wait_until(lambda: len(events_of(ana, JoinedRoom)) == 2, what="the rejoin")
+            assert events_of(ana, JoinedRoom)[-1].joined.user == "anna"
+            assert sorted(m.user for m in ana.conn.members) == ["anna", "bo"]
+        finally:
+            await ana.close()
+            await bo.close()
+
+
+async def test_set_topic_reaches_everyone_and_the_next_join() -> None:
+    async with serve_hub(HubConfig(host="127.0.0.1", port=0)) as hub:
+        ana, bo = Client(hub.url, "ana"), Client(hub.url, "bo")
+        try:
+            await wait_until(lambda: ana.conn.state == bo.conn.state == "online")
+            assert ana.conn.set_topic("lunch at noon")
+            await wait_until(lambda: bool(events_of(bo, TopicChanged)))
+            assert events_of(bo, TopicChanged) == [TopicChanged("r", "lunch at noon", "ana")]
+            cy = Client(hub.url, "cy")
+            await wait_until(lambda: bool(events_of(cy, JoinedRoom)))
+            assert events_of(cy, JoinedRoom)[0].joined.topic == "lunch at noon"
+            await cy.close()
+        finally:
+            await ana.close()
+            await bo.close()
+
+
+async def test_requests_while_offline_say_they_were_not_sent() -> None:
+    conn = HubConnection(f"ws://127.0.0.1:{free_port()}", "r", "x", lambda e: None)
+    assert not conn.set_nick("y")
+    assert not conn.set_topic("t")
+    assert not conn.request_history(None)

@@ -50,6 +50,8 @@ async def test_broadcast_reaches_all_members_and_only_them() -> None:
                 "user": "bo",
                 "text": "hello",
                 "emotion": {"label": "happy", "confidence": 0.75},
+                "action": False,
+                "to": None,
                 "ts": message["ts"],
             }
         assert await outsider.silent()
