@@ -81,7 +81,9 @@ class FerApp(App[None]):
         self.override: str | None = None
         #: Desktop notifications written to the terminal (tests read it).
         self.notifications_sent = 0
-        self.hub_url: str | None = settings.server
+        #: The clock the mood summary's window ends at (snapshot tests freeze it).
+        self.clock: Callable[[], float] = time.time
+        self.hub_url: str | None = None  # known once the hub is found (or started)
         self.chat: ChatScreen | None = None
         self.user: str = settings.name or ""
         self.room: str = settings.room or ""
@@ -353,7 +355,7 @@ class FerApp(App[None]):
         if self.chat is None:
             return
         window = self.settings.mood_minutes
-        shares = room.moods.shares(time.time(), window * 60) if room is not None else []
+        shares = room.moods.shares(self.clock(), window * 60) if room is not None else []
         self.chat.mood.show(shares, window)
 
     def _refresh_current_room(self, room: str) -> None:

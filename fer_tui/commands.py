@@ -17,11 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final, TypeAlias
 
-from hub.protocol import MAX_ROOM_CHARS, MAX_TEXT_CHARS, MAX_USER_CHARS
-
-#: Longest room topic, in characters (the hub enforces the same limit).
-MAX_TOPIC_CHARS: Final = 300
-
+from hub.protocol import MAX_ROOM_CHARS, MAX_TEXT_CHARS, MAX_TOPIC_CHARS, MAX_USER_CHARS
 
 # --- what a line can be ------------------------------------------------------
 

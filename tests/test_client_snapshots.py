@@ -100,7 +100,9 @@ async def fill_chat(app: FerApp, online: bool = True) -> None:
 
 def chat_app(**settings) -> FrozenApp:
     base = Settings(server="ws://hub.invalid:8765", room="lobby", name="ada", camera="0")
-    return FrozenApp(base.merged(settings))
+    app = FrozenApp(base.merged(settings))
+    app.clock = lambda: T0 + 120  # the mood summary's window ends 2 minutes after T0
+    return app
 
 
 def test_join_screen(snap_compare) -> None:
