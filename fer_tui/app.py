@@ -374,6 +374,7 @@ class FerApp(App[None]):
 
     def _show_hub_event(self, room: str, event: HubEvent) -> None:
         from fer_tui.connection import (
+            RESEND_ERRORS,
             HistoryPage,
             HubError,
             JoinedRoom,
@@ -412,8 +413,26 @@ class FerApp(App[None]):
                 severity="warning",
                 markup=False,
             )
-            self._notice(f"hub refused: {inert(error.message)}", buffer.key)
+            where = buffer.key
+            if error.id is not None and error.code not in RESEND_ERRORS:
+                where = self._mark_undelivered(buffer, error.id) or where
+            self._notice(f"hub refused: {inert(error.message)}", where)
         self._show_connection_status()
+
+    def _mark_undelivered(self, room: Buffer, message_id: str) -> str | None:
+        """A message the hub refused for good (a DM to someone who left) stops pending.
+
+        Returns the key of the buffer that shows it, if any.
+        """
+        for buffer in self.buffers:
+            log = self._buffer_log(buffer.key) if buffer.room == room.room else None
+            entry = log.entry(message_id) if log is not None else None
+            if log is not None and entry is not None:
+                log.add_entry(
+                    dataclasses.replace(entry, pending=False, text=f"{entry.text}  ✗ not delivered")
+                )
+                return buffer.key
+        return None
 
     def _show_connection_status(self) -> None:
         current = self.buffers.current

@@ -174,3 +174,26 @@ async def test_who_clear_help_and_quit(hub_url: str, model: Path) -> None:
             assert any(spec.usage in line for line in shown), spec.name
         await type_line(pilot, "/quit")
         await wait_until(lambda: not app.is_running, what="app exited")
+
+
+async def test_direct_message_to_someone_who_left_is_not_delivered(
+    hub_url: str, model: Path
+) -> None:
+    app = make_app(hub_url, "ada", model)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(lambda: online(app), what="online")
+        async with Peer.open(hub_url) as bob:
+            await bob.join("lobby", "bob")
+            await bob.send({"type": "message", "id": "d1", "text": "bye soon", "to": "ada"})
+            key = direct_key("lobby", "bob")
+            await wait_until(lambda: app.buffers.get(key) is not None, what="buffer")
+        await wait_until(lambda: len(app.buffers.get("lobby").members) == 1, what="bob left")
+        await pilot.press("alt+2")  # the conversation stays open after bob left
+        assert app.buffers.current_key == key
+        await type_line(pilot, "still there?")
+        await wait_until(lambda: app.connection.pending == 0, what="the refusal")
+        await wait_until(
+            lambda: log_texts(app, key)[-1] == "still there?  ✗ not delivered", what="marked"
+        )
+        assert not log_entries(app, key)[-1].pending
+        assert any("refused" in n for n in notices(app, key))

@@ -41,6 +41,11 @@ async def hub_url() -> AsyncIterator[str]:
         yield running.url
 
 
+def rendered(log) -> str:
+    """The log's lines as drawn on screen now."""
+    return "\n".join(log.render_line(y).text for y in range(log.size.height))
+
+
 def titles(app) -> list[str]:
     return [buffer.title for buffer in app.buffers]
 
@@ -98,8 +103,12 @@ async def test_unread_mentions_highlights_and_bell(hub_url: str, model: Path) ->
         assert log_texts(app, HIGHLIGHTS) == ["[r2] ping ADA, the build is red"]
         await pilot.press("alt+h")
         assert app.buffers.current_key == HIGHLIGHTS
-        await pilot.press("alt+2")
+        await pilot.click("#rooms", offset=(3, 2))  # the second line: r2
+        assert app.buffers.current_key == "r2"
         assert (r2.unread, r2.mentions) == (0, 0)
+        await pilot.pause()
+        shown = rendered(app.chat.log_view)  # laid out although it arrived while hidden
+        assert "ping ADA, the build is red" in shown and "adam knows" in shown
         mention = next(e for e in log_entries(app) if e.id == "m2")
         assert mention.mention
         assert not [w for w in app.written if w.startswith(("\x1b]9;", "\x1b]777;"))]  # opt-in

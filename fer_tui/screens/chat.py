@@ -31,6 +31,14 @@ from fer_tui.widgets.tag_indicator import TagIndicator
 from hub.protocol import MAX_TEXT_CHARS
 
 
+class BufferLog(MessageLog):
+    """One buffer's log; only the shown buffer's log is displayed."""
+
+    def on_show(self) -> None:
+        # Rows that arrived while hidden had no width to be laid out at: lay them out now.
+        self.flush()
+
+
 class ChatScreen(Screen[None]):
     """Layout only (see the module docstring)."""
 
@@ -117,7 +125,7 @@ class ChatScreen(Screen[None]):
 
     def add_log(self, key: str) -> MessageLog:
         """Mount an empty log for buffer ``key`` (hidden until shown)."""
-        log = MessageLog(self.scrollback, id=f"buffer-{next(self._ids)}", classes="buffer-log")
+        log = BufferLog(self.scrollback, id=f"buffer-{next(self._ids)}", classes="buffer-log")
         self._log_ids[key] = log.id or ""
         self.query_one(ContentSwitcher).mount(log)
         if self.query_one(ContentSwitcher).current is None:
@@ -154,9 +162,6 @@ class ChatScreen(Screen[None]):
         widget_id = self._log_ids.get(buffer.key)
         if widget_id is not None:
             self.query_one(ContentSwitcher).current = widget_id
-            # Rows that came while it was hidden (no width) are laid out once it has one.
-            log = self.query_one(f"#{widget_id}", MessageLog)
-            self.call_after_refresh(log.flush)
         self.room = buffer.title
         self.sub_title = inert(f"{me} in {buffer.title}")
         self.status.room = buffer.title
