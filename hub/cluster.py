@@ -116,6 +116,17 @@ class Event:
     old: str = ""  # a rename's previous name
 
 
+def _topic_text(frame: str) -> str | None:
+    """The topic of a stored topic frame ("" when none was set)."""
+    if not frame:
+        return None
+    try:
+        topic = protocol.decode(frame).get("topic")
+    except protocol.ProtocolError:
+        return None
+    return topic if isinstance(topic, str) else None
+
+
 def encode_event(event: Event) -> str:
     """Serialise ``event`` as the engine publishes it (see the module docstring)."""
     if event.kind in _FRAME_EVENTS:
@@ -256,7 +267,7 @@ class JoinResult:
     members: tuple[Member, ...] = ()
     history: tuple[ChatMessage, ...] = ()
     truncated: bool = False
-    topic: str | None = None
+    topic_frame: str = ""  # the room's topic frame as stored ("" if none was set)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -267,6 +278,7 @@ class SyncResult:
     seq: int
     members: tuple[Member, ...]
     messages: tuple[ChatMessage, ...]
+    topic_frame: str = ""
 
 
 # --- rooms -----------------------------------------------------------------------
@@ -299,6 +311,7 @@ class MirrorRoom(Room):
         self.local: dict[Client, _Local] = {}
         self.syncing = False
         self.buffer: list[Event] = []
+        self.topic_frame = ""  # the last topic frame seen, to spot one a sync brings
 
     def live(self, pos: int, seq: int | None = None) -> list[Client]:
         """Local clients that joined before event ``pos`` (and lack message ``seq``).
@@ -431,7 +444,7 @@ class ClusterHub(Hub):
             fitted,
             result.seq,
             result.truncated or len(fitted) < len(history),
-            result.topic,
+            _topic_text(result.topic_frame),
         )
         actions: list[Action] = [Reply(client, frame)]
         if room.pos is None:
@@ -439,6 +452,7 @@ class ClusterHub(Hub):
             room.pos, room.seq = result.pos, max(room.seq, result.seq)
         if result.pos >= room.pos:
             room.everyone = result.members
+            room.topic_frame = result.topic_frame
         local.pos, local.seq = result.pos, result.seq
         for pos, seq, later in local.buffer:
             if pos > result.pos and (seq == 0 or seq > local.seq):
@@ -554,6 +568,12 @@ class ClusterHub(Hub):
                     room, result.pos, message.seq, protocol.chat_frame(message)
                 )
         actions += self._presence_changes(room, result.pos, result.members)
+        if result.topic_frame != room.topic_frame:  # set while our subscription was down
+            room.topic_frame = result.topic_frame
+            room.hold(result.pos, result.topic_frame)
+            clients = room.live(result.pos)
+            if clients:
+                actions.append(Broadcast(clients, result.topic_frame))
         room.pos, room.seq, room.everyone = result.pos, max(room.seq, result.seq), result.members
         room.syncing = False
         buffered, room.buffer = room.buffer, []
@@ -608,6 +628,7 @@ class ClusterHub(Hub):
         if event.kind == "d":
             return self._direct_event(room, event)
         if event.kind == "t":
+            room.topic_frame = event.frame
             room.hold(event.pos, event.frame)
             clients = room.live(event.pos)
             return [Broadcast(clients, event.frame)] if clients else []

@@ -281,7 +281,8 @@ local pos = tonumber(redis.call('GET', rk(room, 'pos')) or '0')
 local seq = tonumber(redis.call('GET', rk(room, 'seq')) or '0')
 local from = (tonumber(ARGV[3]) + 1) .. '-0'
 local log = redis.call('XREVRANGE', rk(room, 'log'), '+', from, 'COUNT', tonumber(ARGV[4]))
-return {pos, seq, cjson.encode(member_list(room)), entries(log)}
+local topic = redis.call('GET', rk(room, 'topic')) or ''
+return {pos, seq, cjson.encode(member_list(room)), entries(log), topic}
 """
 )
 
@@ -510,8 +511,7 @@ class RedisEngine:
         else:
             truncated = not history or history[0].seq != since + 1
         members = parse_members(json.loads(members))
-        topic_text = protocol.decode(topic).get("topic") if topic else None
-        return JoinResult(None, int(pos), int(seq), members, history, truncated, topic_text)
+        return JoinResult(None, int(pos), int(seq), members, history, truncated, topic)
 
     async def _post(self, call: PostCall) -> ChatMessage | None:
         message = call.message
@@ -549,9 +549,11 @@ class RedisEngine:
         return None if reply[0] == "ok" else str(reply[0])
 
     async def _sync(self, call: SyncCall) -> SyncResult:
-        pos, seq, members, frames = await self._run("sync", call.room, call.since, call.limit)
+        reply = await self._run("sync", call.room, call.since, call.limit)
+        pos, seq, members, frames, topic = reply
         messages = tuple(_message(f) for f in reversed(frames))
-        return SyncResult(int(pos), int(seq), parse_members(json.loads(members)), messages)
+        members = parse_members(json.loads(members))
+        return SyncResult(int(pos), int(seq), members, messages, topic)
 
     async def _run(self, script: str, *args: Any) -> Any:
         """Run ``script`` with ``args``, pipelined with the other calls of this loop turn.

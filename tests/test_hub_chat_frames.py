@@ -19,7 +19,16 @@ from redis_fixtures import redis_server
 
 from fer_tui.emotions import LABELS
 from hub import protocol
-from hub.cluster import ClusterHub, Event, JoinCall, JoinResult, decode_event, encode_event
+from hub.cluster import (
+    ClusterHub,
+    Event,
+    JoinCall,
+    JoinResult,
+    SyncCall,
+    SyncResult,
+    decode_event,
+    encode_event,
+)
 from hub.protocol import Emotion, HistoryRequest, Member, Nick, ProtocolError, Send, SetTopic
 from hub.rooms import Broadcast, Call, Client, Hub, Reply
 
@@ -447,3 +456,22 @@ def test_a_direct_message_event_reaches_only_the_local_addressee_and_sender() ->
         "type": "presence", "event": "nick", "user": "bea", "old": "bo", "members": [],
     }  # fmt: skip
     assert core.rooms["r"].seq == 0
+
+
+def test_a_topic_set_while_the_subscription_was_down_comes_with_the_sync() -> None:
+    core = ClusterHub(hub_id="h1")
+    ana = cluster_member(core, "ana", 1)
+    (sync,) = core.event("r", Event(3, "j", user="bo", conn="h2.1", members=()))  # pos 2 lost
+    assert isinstance(sync, Call) and isinstance(sync.request, SyncCall)
+    topic = protocol.topic_changed_frame(protocol.Topic("r", "missed", "bo", 2.0))
+    result = SyncResult(
+        pos=3, seq=0, members=(Member("ana", None),), messages=(), topic_frame=topic
+    )
+    frames = delivered(core.sync_done(sync.request, result), ana)
+    assert [f["topic"] for f in frames if f["type"] == "topic"] == ["missed"]
+    # The same topic again (a later sync) is not repeated.
+    (again,) = core.resync()
+    assert isinstance(again, Call)
+    assert not [
+        f for f in delivered(core.sync_done(again.request, result), ana) if f["type"] == "topic"
+    ]
