@@ -334,8 +334,8 @@ def receiver_child(url: str) -> None:
     from fer_tui.connection import MessageReceived, StateChanged
 
     class Receiver(FerApp):
-        def _show_hub_event(self, event) -> None:
-            super()._show_hub_event(event)
+        def _show_hub_event(self, room, event) -> None:
+            super()._show_hub_event(room, event)
             if isinstance(event, MessageReceived):
                 shown = time.perf_counter()
                 print(json.dumps({"text": event.message.text, "t": shown}), flush=True)

@@ -51,6 +51,9 @@ EMBEDDED_PORT = 8765
 
 _FROM_SETTINGS = object()
 
+#: How often at most the room list, members and mood are redrawn while messages arrive.
+SIDE_REFRESH_SECONDS = 1 / 30
+
 
 class FerApp(App[None]):
     """FER-TMS chat client."""
@@ -83,6 +86,7 @@ class FerApp(App[None]):
         self.notifications_sent = 0
         #: The clock the mood summary's window ends at (snapshot tests freeze it).
         self.clock: Callable[[], float] = time.time
+        self._side_refresh_due = False
         self.hub_url: str | None = None  # known once the hub is found (or started)
         self.chat: ChatScreen | None = None
         self.user: str = settings.name or ""
@@ -491,18 +495,33 @@ class FerApp(App[None]):
                 room.oldest_seq = message.seq
             label = message.emotion.label if message.emotion is not None else None
             room.moods.record(message.user, label, message.ts)
-            if self.chat is not None and self.buffers.current is room:
-                self.chat.members.note_emotion(message.user, Member(message.user, message.emotion))
-        if own:
-            return
-        self.buffers.note_arrival(target, mention or direct)
-        if mention:
-            self._add_highlight(room, entry)
-        live = direct or room.live_after is None or message.seq > room.live_after
-        if (mention or direct) and live:
-            self._alert(room, message)
-        self._refresh_rooms()
-        self._refresh_current_room(room.room)
+            # The sender's latest expression; history from people who left lists no one.
+            room.members = tuple(
+                Member(m.user, message.emotion) if m.user == message.user else m
+                for m in room.members
+            )
+        if not own:
+            self.buffers.note_arrival(target, mention or direct)
+            if mention:
+                self._add_highlight(room, entry)
+            live = direct or room.live_after is None or message.seq > room.live_after
+            if (mention or direct) and live:
+                self._alert(room, message)
+        self._refresh_side_soon()
+
+    def _refresh_side_soon(self) -> None:
+        """Redraw the room list, members and mood at most once a frame, not per message."""
+        if not self._side_refresh_due:
+            self._side_refresh_due = True
+            self.set_timer(SIDE_REFRESH_SECONDS, self._refresh_side)
+
+    def _refresh_side(self) -> None:
+        self._side_refresh_due = False
+        with contextlib.suppress(NoMatches):  # the app is closing
+            self._refresh_rooms()
+            current = self.buffers.current
+            if current is not None:
+                self._show_room_side(current)
 
     def _entry(self, message: ChatMessage, own: bool, mention: bool) -> LogEntry:
         emotion = message.emotion

@@ -117,7 +117,7 @@ async def test_incoming_direct_message_opens_a_buffer_and_rings(hub_url: str, mo
         await pilot.pause()
         assert app.buffers.current_key == "lobby"  # not stolen from what you read
         assert app.buffers.get(key).unread == 1 and app.bells == 1
-        assert "@bob" in str(app.chat.rooms.render())
+        await wait_until(lambda: "@bob 1 @" in str(app.chat.rooms.render()), what="listed")
 
 
 async def test_nick_renames_everywhere(hub_url: str, model: Path) -> None:

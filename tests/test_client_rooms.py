@@ -98,8 +98,7 @@ async def test_unread_mentions_highlights_and_bell(hub_url: str, model: Path) ->
         await wait_until(lambda: app.buffers.get("r2").unread == 3, what="unread")
         r2 = app.buffers.get("r2")
         assert r2.mentions == 1 and app.bells == 1
-        rooms = app.chat.rooms.render()
-        assert "r2 3 @" in str(rooms)
+        await wait_until(lambda: "r2 3 @" in str(app.chat.rooms.render()), what="marked")
         assert log_texts(app, HIGHLIGHTS) == ["[r2] ping ADA, the build is red"]
         await pilot.press("alt+h")
         assert app.buffers.current_key == HIGHLIGHTS

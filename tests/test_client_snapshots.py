@@ -120,7 +120,7 @@ def test_chat_screen(snap_compare) -> None:
     async def run_before(pilot) -> None:
         await pilot.pause()
         await fill_chat(pilot.app)
-        await pilot.pause()
+        await pilot.pause(0.1)  # the side panels redraw on a short timer
 
     assert snap_compare(chat_app(), terminal_size=SIZE, run_before=run_before)
 
@@ -147,7 +147,7 @@ def test_chat_screen_offline_tagging_off_pending(snap_compare) -> None:
         )
         app.chat.status.pending = 1
         app.clear_notifications()  # the toast's fade timing would make this flaky
-        await pilot.pause()
+        await pilot.pause(0.1)
 
     assert snap_compare(chat_app(), terminal_size=SIZE, run_before=run_before)
 
@@ -188,6 +188,6 @@ def test_rooms_mentions_and_moods(snap_compare) -> None:
             )
         )
         app.chat.preview.display = False
-        await pilot.pause()
+        await pilot.pause(0.1)
 
     assert snap_compare(chat_app(), terminal_size=(120, 34), run_before=run_before)

@@ -140,9 +140,10 @@ async def test_member_moods_and_room_summary(hub_url: str, model: Path) -> None:
         await pilot.pause()
         lobby = app.buffers.get("lobby")
         assert lobby.moods.last_tags("bob") == ("happy", "happy", "sad", "happy")
-        members = str(app.chat.members.render())
-        assert "██▃█" in members  # bob's sparkline: happy, happy, sad, happy
+        # bob's sparkline: happy, happy, sad, happy; the room: 75 % happy, 25 % sad.
+        await wait_until(lambda: "██▃█" in str(app.chat.members.render()), what="sparkline")
         summary = str(app.chat.mood.render())
-        assert "75%" in summary and "25%" in summary
+        assert "😄75%" in summary and "😢25%" in summary, summary
+        assert any(m.emotion == Emotion("happy", 0.8) for m in app.chat.members.members)
         await type_line(pilot, "/who")
         await settle(app, pilot)
