@@ -189,3 +189,44 @@ async def test_scrolling_to_the_top_fetches_older_messages(model: Path) -> None:
             await wait_until(lambda: len(log_texts(app)) == 30, what="older pages")
             await pilot.pause()
             assert log_texts(app) == [f"old message {n}" for n in range(30)]
+
+
+async def test_commands_across_two_hubs_on_redis(model: Path, tmp_path: Path) -> None:
+    """ada on hub A, bob on hub B, one redis-server: rooms, DMs, topic, nick and mentions."""
+    from redis_fixtures import redis_server
+
+    with redis_server(tmp_path) as redis:
+        config = {"host": "127.0.0.1", "port": 0, "redis_url": redis.url, "redis_heartbeat": 0.2}
+        async with serve_hub(HubConfig(**config)) as a, serve_hub(HubConfig(**config)) as b:
+            app = make_app(a.url, "ada", model)
+            async with (
+                Peer.open(b.url) as bob,
+                Peer.open(b.url) as bob_r2,
+                app.run_test(size=SIZE) as pilot,
+            ):
+                await bob.join("lobby", "bob")
+                await bob_r2.join("r2", "bob")
+                await wait_until(
+                    lambda: online(app) and len(app.buffers.get("lobby").members) == 2,
+                    what="bob listed from the other hub",
+                )
+                await type_line(pilot, "/join r2")
+                await wait_until(lambda: online(app, "r2"), what="r2 online")
+                await pilot.press("alt+1")
+                await bob_r2.say("m1", "ada, r2 needs you")
+                await wait_until(lambda: app.buffers.get("r2").mentions == 1, what="mention")
+                assert log_texts(app, HIGHLIGHTS) == ["[r2] ada, r2 needs you"]
+                await type_line(pilot, "/msg bob across hubs")
+                (frame,) = await frames_of(bob, "message", 1)
+                assert (frame["to"], frame["text"]) == ("bob", "across hubs")
+                later = await bob_r2.drain(0.3)  # bob's r2 connection: not the DM's room
+                assert not [f for f in later if f["type"] == "message" and f["id"] != "m1"]
+                await pilot.press("alt+1")
+                await type_line(pilot, "/topic shared by redis")
+                (frame,) = await frames_of(bob, "topic", 1)
+                assert frame["topic"] == "shared by redis"
+                await type_line(pilot, "/nick lovelace")
+                frame = await next_presence(bob, "nick")
+                assert (frame["old"], frame["user"]) == ("ada", "lovelace")
+                await wait_until(lambda: app.user == "lovelace", what="renamed")
+                await settle(app, pilot)
