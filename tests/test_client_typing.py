@@ -147,3 +147,15 @@ async def test_member_moods_and_room_summary(hub_url: str, model: Path) -> None:
         assert any(m.emotion == Emotion("happy", 0.8) for m in app.chat.members.members)
         await type_line(pilot, "/who")
         await settle(app, pilot)
+
+
+async def test_palette_moved_to_ctrl_backslash(hub_url: str, model: Path) -> None:
+    from textual.command import CommandPalette
+
+    app = make_app(hub_url, "ada", model)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(lambda: online(app), what="online")
+        await pilot.press("ctrl+p")  # steps through the rooms instead
+        assert not isinstance(app.screen, CommandPalette)
+        await pilot.press("ctrl+backslash")
+        await wait_until(lambda: isinstance(app.screen, CommandPalette), what="palette")
