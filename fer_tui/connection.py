@@ -32,7 +32,7 @@ import random
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from websockets.asyncio.client import ClientConnection, connect
@@ -146,13 +146,15 @@ class _GapFill:
 
     ``since``: the last seq the client had; ``before``: the outstanding request;
     ``missed``: pages so far (oldest first); ``held``: the join's history and
-    live messages, reported after ``missed``.
+    live messages, reported after ``missed``; ``asked``: every ``before``
+    requested, so that the answer to a repeated request is recognised.
     """
 
     since: int
     before: int
-    missed: list[ChatMessage]
-    held: list[ChatMessage]
+    missed: list[ChatMessage] = field(default_factory=list)
+    held: list[ChatMessage] = field(default_factory=list)
+    asked: set[int] = field(default_factory=set)
 
 
 class HubConnection:
@@ -335,8 +337,8 @@ class HubConnection:
         if joined.truncated and since is not None:
             # More was missed than the join carries: page back for the gap first.
             first = joined.history[0].seq if joined.history else joined.seq + 1
-            self._gap = _GapFill(since, first, [], list(joined.history))
-            self._spawn(self._send_paced(ws, protocol.history_request_frame(first)))
+            self._gap = _GapFill(since, first, held=list(joined.history))
+            self._ask_gap(ws, first)
         else:
             for message in joined.history:
                 self._on_message(message)
@@ -349,18 +351,26 @@ class HubConnection:
             self.user = presence.user  # ours: rejoin under the new name
         self.on_event(PresenceChanged(presence))
 
+    def _ask_gap(self, ws: ClientConnection, before: int, delay: float = 0.0) -> None:
+        assert self._gap is not None
+        self._gap.before = before
+        self._gap.asked.add(before)
+        frame = protocol.history_request_frame(before)
+        self._spawn(self._send_paced(ws, frame, delay=delay))
+
     def _on_history(self, ws: ClientConnection, page: History) -> None:
         gap = self._gap
-        if gap is None or page.before != gap.before:
+        if gap is None or page.before not in gap.asked:
             self.on_event(HistoryPage(page.room, page.messages, page.complete, page.before))
             return
+        if page.before != gap.before:
+            return  # a repeated request's second answer: that page is in already
         gap.missed[:0] = [m for m in page.messages if m.seq > gap.since]
         oldest = page.messages[0].seq if page.messages else gap.since + 1
         if page.complete or oldest <= gap.since + 1:
             self._end_gap()
             return
-        gap.before = oldest
-        self._spawn(self._send_paced(ws, protocol.history_request_frame(oldest)))
+        self._ask_gap(ws, oldest)
 
     def _end_gap(self) -> None:
         """Report the paged gap, then what the join and the room sent meanwhile."""
@@ -394,8 +404,8 @@ class HubConnection:
         if self._gap is not None and error.code in NO_PAGING_ERRORS:
             self._end_gap()  # a hub without history paging: report what we have
         elif self._gap is not None and error.code == "rate_limited":
-            before = self._gap.before
-            self._spawn(self._send_paced(ws, protocol.history_request_frame(before), delay=1.0))
+            # Perhaps our request was the one dropped: ask again (a second answer is ignored).
+            self._ask_gap(ws, self._gap.before, delay=RESEND_ERRORS["rate_limited"])
         if error.code in RESEND_ERRORS and not self._resend_scheduled:
             # A message was dropped (the hub is stricter than our pacing, or its
             # shared storage is down): resend everything pending a little later;

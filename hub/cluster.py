@@ -61,7 +61,7 @@ from .protocol import (
 )
 from .rooms import (
     Action,
-    Authorize,
+    Authorizer,
     Broadcast,
     Call,
     Client,
@@ -344,9 +344,9 @@ class ClusterHub(Hub):
         limits: Limits = protocol.DEFAULT_LIMITS,
         token: str | None = None,
         hub_id: str = "hub",
-        authorize: Authorize | None = None,
+        auth: Authorizer | None = None,
     ) -> None:
-        super().__init__(limits, None, token, authorize)
+        super().__init__(limits, None, token, auth)
         self.hub_id = hub_id
         self.rooms: dict[str, MirrorRoom] = {}  # type: ignore[assignment]
         self._conns = itertools.count(1)

@@ -14,7 +14,7 @@ acknowledges what it could lose on restart.
 Beside chat messages a member may send a direct message (``to``: only that
 member's connection and the sender's get it; it takes no ``seq`` and stays out
 of history), take another name (``nick``: unique in the room, and re-checked by
-the optional ``authorize`` hook, e.g. :func:`hub.auth.authorize` for JWTs), set
+the optional ``auth`` check, e.g. ``hub.auth``'s for JWTs), set
 the room's ``topic`` (stored, sent on every join) and page through everything
 the store keeps (``history``).
 """
@@ -24,8 +24,8 @@ from __future__ import annotations
 import dataclasses
 import hmac
 from collections import OrderedDict, deque
-from collections.abc import Callable, Iterable
-from typing import Any, TypeAlias
+from collections.abc import Iterable
+from typing import Any, Protocol, TypeAlias
 
 from . import protocol
 from .protocol import (
@@ -46,7 +46,7 @@ from .storage import MemoryStore, Store
 
 __all__ = [
     "Action",
-    "Authorize",
+    "Authorizer",
     "Broadcast",
     "Call",
     "Client",
@@ -60,9 +60,13 @@ __all__ = [
 #: How many (user, id) pairs a room remembers for deduplication, at least.
 DEDUP_MIN: int = 1024
 
-#: ``authorize(token, user, room)``: return if ``token`` lets ``user`` into ``room``,
-#: raise (any exception, its text the reason) if not. Checked on each ``nick``.
-Authorize: TypeAlias = Callable[[str | None, str, str], object]
+
+class Authorizer(Protocol):
+    """A token check the core consults; ``hub.auth``'s JWT and shared-secret checks are ones."""
+
+    def authorize(self, token: str | None, user: str, room: str) -> None:
+        """Return if ``token`` lets ``user`` be in ``room``; raise (the reason) if not."""
+        ...
 
 
 class TokenBucket:
@@ -213,12 +217,12 @@ class Hub:
         limits: Limits = protocol.DEFAULT_LIMITS,
         store: Store | None = None,
         token: str | None = None,
-        authorize: Authorize | None = None,
+        auth: Authorizer | None = None,
     ) -> None:
         self.limits = limits
         self.store: Store = store if store is not None else MemoryStore()
         self.token = token
-        self.authorize = authorize
+        self.auth = auth  # re-checks the token of each nick
         self.rooms: dict[str, Room] = {}
 
     # --- connection events ----------------------------------------------------
@@ -440,10 +444,10 @@ class Hub:
         """Return the refusal of a rename, or an empty list to let it through."""
         if nick.user != user and nick.user in room.members:
             return self._refuse(client, "name_taken", f"{nick.user} is already in {room.name}")
-        if self.authorize is not None:
+        if self.auth is not None:
             token = nick.token if nick.token is not None else client.token
             try:
-                self.authorize(token, nick.user, room.name)
+                self.auth.authorize(token, nick.user, room.name)
             except Exception as exc:  # fail closed: any failure of the check refuses
                 return self._refuse(client, "unauthorized", f"cannot take {nick.user}: {exc}")
         return []

@@ -220,7 +220,9 @@ async def test_set_nick_renames_and_a_reconnect_rejoins_under_the_new_name() -> 
             await wait_until(lambda: ana.conn.user == "anna", what="the rename")
             renames = [e.presence for e in events_of(bo, PresenceChanged)]
             assert any(p.event == "nick" and (p.old, p.user) == ("ana", "anna") for p in renames)
-            await ana.conn._ws.close()  # cut the socket: it must come back as anna
+            socket = ana.conn._ws
+            assert socket is not None
+            await socket.close()  # cut the socket: it must come back as anna
             await wait_until(lambda: len(events_of(ana, JoinedRoom)) == 2, what="the rejoin")
             assert events_of(ana, JoinedRoom)[-1].joined.user == "anna"
             assert sorted(m.user for m in ana.conn.members) == ["anna", "bo"]

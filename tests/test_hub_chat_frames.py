@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import sqlite3
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ from hub.cluster import (
 )
 from hub.protocol import Emotion, HistoryRequest, Member, Nick, ProtocolError, Send, SetTopic
 from hub.rooms import Broadcast, Call, Client, Hub, Reply
+from hub.storage import SqliteStore
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -161,15 +163,21 @@ async def test_nick_to_a_taken_name_is_refused_and_keeps_the_connection() -> Non
         assert (await bo.recv_type("message"))["user"] == "ana"
 
 
-def test_the_authorize_hook_rechecks_a_rename_with_the_join_token_or_a_new_one() -> None:
-    checked: list[tuple[str | None, str, str]] = []
+class NameBoundTokens:
+    """A token check like hub.auth's JWT one: a token names the one user it admits."""
 
-    def authorize(token: str | None, user: str, room: str) -> None:
-        checked.append((token, user, room))
+    def __init__(self) -> None:
+        self.checked: list[tuple[str | None, str, str]] = []
+
+    def authorize(self, token: str | None, user: str, room: str) -> None:
+        self.checked.append((token, user, room))
         if token != f"token-for-{user}":
             raise PermissionError("token is not for this name")
 
-    core = Hub(authorize=authorize)
+
+def test_the_auth_check_rechecks_a_rename_with_the_join_token_or_a_new_one() -> None:
+    auth = NameBoundTokens()
+    core = Hub(auth=auth)
     client = core.connect(0.0)
     core.receive_text(client, protocol.join_frame("lobby", "ana", token="token-for-ana"), 0.0)
     refused = core.receive_text(client, protocol.nick_frame("bo"), 1.0)
@@ -179,7 +187,7 @@ def test_the_authorize_hook_rechecks_a_rename_with_the_join_token_or_a_new_one()
     assert client.user == "ana" and not client.closing
     renamed = core.receive_text(client, protocol.nick_frame("bo", token="token-for-bo"), 2.0)
     assert isinstance(renamed[0], Broadcast) and client.user == "bo"
-    assert checked == [("token-for-ana", "bo", "lobby"), ("token-for-bo", "bo", "lobby")]
+    assert auth.checked[-2:] == [("token-for-ana", "bo", "lobby"), ("token-for-bo", "bo", "lobby")]
 
 
 # --- topic -----------------------------------------------------------------------------
@@ -475,3 +483,77 @@ def test_a_topic_set_while_the_subscription_was_down_comes_with_the_sync() -> No
     assert not [
         f for f in delivered(core.sync_done(again.request, result), ana) if f["type"] == "topic"
     ]
+
+
+# --- a DM never reaches a third member, whatever joins, leaves and renames come first ----
+
+ops = st.lists(
+    st.tuples(
+        st.sampled_from(["join", "leave", "nick", "dm", "say"]),
+        st.integers(0, 4),  # which connection
+        st.sampled_from(["ana", "bo", "cy", "dee", "eve"]),  # a name: to join, take or address
+    ),
+    max_size=40,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(ops)
+def test_a_direct_message_reaches_only_its_addressee_and_sender(steps: list) -> None:
+    core = Hub()
+    clients = [core.connect(0.0) for _ in range(5)]
+    for i, (op, who, name) in enumerate(steps):
+        client = clients[who]
+        if op == "join" and client.room is None and not client.closing:
+            actions = core.receive_text(client, protocol.join_frame("r", name), float(i))
+        elif op == "leave" and client.room is not None:
+            actions = core.disconnect(client)
+            clients[who] = core.connect(float(i))
+        elif op == "nick":
+            actions = core.receive_text(client, protocol.nick_frame(name), float(i))
+        elif op == "dm":
+            frame = protocol.message_frame(f"d{i}", "secret", to=name)
+            sender, actions = client.user, core.receive_text(client, frame, float(i))
+        else:
+            actions = core.receive_text(client, protocol.message_frame(f"m{i}", "hi"), float(i))
+        for action in actions:
+            if not isinstance(action, (Reply, Broadcast)):
+                continue
+            frame = json.loads(action.frame)
+            if frame["type"] != "message" or frame["to"] is None:
+                continue
+            assert op == "dm" and frame["user"] == sender and frame["to"] == name
+            receivers = action.clients if isinstance(action, Broadcast) else [action.client]
+            assert {c.user for c in receivers} <= {sender, name}
+            assert len(receivers) == len(set(map(id, receivers)))  # once each
+            assert core.rooms["r"].members[name].client in receivers
+            assert client in receivers  # the sender's ack
+        members = core.rooms["r"].members if "r" in core.rooms else {}
+        assert all(m.client.user == user for user, m in members.items())
+
+
+def test_a_history_file_from_before_the_flags_column_still_opens_and_reads(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "old.sqlite3"
+    with sqlite3.connect(path) as db:
+        db.execute(
+            "CREATE TABLE messages (room TEXT NOT NULL, seq INTEGER NOT NULL, id TEXT NOT NULL,"
+            " user TEXT NOT NULL, text TEXT NOT NULL, label TEXT, confidence REAL,"
+            " ts REAL NOT NULL, PRIMARY KEY (room, seq)) WITHOUT ROWID"
+        )
+        db.execute("INSERT INTO messages VALUES ('r', 1, 'a', 'ana', 'old', 'sad', 0.5, 1.0)")
+    store = SqliteStore(path)
+    try:
+        assert store.load("r", 10) == (
+            1,
+            [protocol.ChatMessage("r", 1, "a", "ana", "old", Emotion("sad", 0.5), 1.0)],
+        )
+        new = protocol.ChatMessage(
+            "r", 2, "b", "ana", "waves", Emotion("happy", 1.0, picked=True), 2.0, action=True
+        )
+        assert store.append(new) is None
+        assert store.page("r", None, 10) == ([store.load("r", 10)[1][0], new], True)
+        assert store.topic("r") is None
+    finally:
+        store.close()

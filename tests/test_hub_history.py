@@ -21,6 +21,7 @@ from redis_fixtures import redis_server
 from fer_tui.connection import (
     HistoryPage,
     HubConnection,
+    HubError,
     HubEvent,
     JoinedRoom,
     MessageReceived,
@@ -241,3 +242,22 @@ async def test_a_resume_through_another_redis_hub_gets_all_1000_missed_messages(
             page = await ana.recv_type("history")
             assert [m["seq"] for m in page["messages"]] == list(range(996, 1006))
             assert not page["complete"]
+
+
+async def test_a_resume_pages_the_gap_through_a_stricter_rate_limit(tmp_path: Path) -> None:
+    db = tmp_path / "hub.sqlite3"
+    async with hub(limits=FAST, history_db=db) as running, Peer.open(running.url) as ana:
+        await ana.join("lobby", "ana")
+        await post(ana, MISSED)
+    # The client paces for the default bucket (20 at once); this hub allows 2 at once.
+    strict = {"rate_per_second": 4.0, "rate_burst": 2}
+    async with hub(limits=strict, history_db=db) as running:
+        bob = Reader(running.url, "bob", since=0)
+        try:
+            await wait_until(lambda: len(bob.received()) == MISSED, timeout=60, what="all")
+            assert [m.seq for m in bob.received()] == list(range(1, MISSED + 1))
+            refusals = [e.error.code for e in bob.events if isinstance(e, HubError)]
+            assert refusals and set(refusals) == {"rate_limited"}  # refused, then asked again
+            assert not [e for e in bob.events if isinstance(e, HistoryPage)]  # none leaked
+        finally:
+            await bob.close()
