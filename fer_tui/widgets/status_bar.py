@@ -30,7 +30,7 @@ class StatusBar(Static):
     def render(self) -> Text:
         # Most urgent first: a narrow terminal cuts the end of the line.
         text = Text(no_wrap=True, overflow="ellipsis")
-        text.append(f"● {self.connection}", style=_STATE_STYLE.get(self.connection, ""))
+        append_inert(text, f"● {self.connection}", _STATE_STYLE.get(self.connection, ""))
         if self.pending:
             text.append(f" · {self.pending} pending", style="yellow")
         text.append(" │ ", style="dim")
