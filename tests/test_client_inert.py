@@ -229,10 +229,10 @@ async def test_hostile_events_of_every_kind(model: Path) -> None:
     async with app.run_test(size=(110, 32), notifications=True) as pilot:
         await wait_until(lambda: app.chat is not None and app.chat.is_mounted)
         members = (Member("ada", None), Member(f"eve{evil}", Emotion("happy", 0.9)))
-        app._on_hub_event(StateChanged("connecting", f"hub said: {OSC_TITLE}"))
-        app._on_hub_event(JoinedRoom(Joined(f"lobby{evil}", "ada", members, (), 0)))
-        app._on_hub_event(PresenceChanged(Presence("join", f"eve{evil}", members)))
-        app._on_hub_event(HubError(ErrorFrame(f"bad{evil}", f"refused: {evil}")))
+        app._on_hub_event(app.room, StateChanged("connecting", f"hub said: {OSC_TITLE}"))
+        app._on_hub_event(app.room, JoinedRoom(Joined(f"lobby{evil}", "ada", members, (), 0)))
+        app._on_hub_event(app.room, PresenceChanged(Presence("join", f"eve{evil}", members)))
+        app._on_hub_event(app.room, HubError(ErrorFrame(f"bad{evil}", f"refused: {evil}")))
         await wait_until(lambda: bool(app.screen.query("Toast")), what="the toast")
         await pilot.pause(0.5)
         assert app.chat is not None

@@ -316,7 +316,8 @@ async def test_ctrl_f_searches_the_chat_log_and_escape_closes() -> None:
             server="ws://hub.invalid:1", room="lobby", name="ada", camera="none", scrollback=500
         )
     )
-    async with app.run_test(size=(100, 30)) as pilot:
+    # 120 wide: the room list and sidebar leave the log room for a row on one line.
+    async with app.run_test(size=(120, 30)) as pilot:
         await pilot.pause()
         assert app.chat is not None
         log = app.chat.log_view

@@ -13,7 +13,7 @@ from fer_tui.moods import MoodTracker, sparkline
 from fer_tui.widgets.nick import nick_style
 from hub.protocol import Member
 
-#: Names are cut to this width so the sparklines line up.
+#: Names are padded to this width so the sparklines line up.
 NAME_WIDTH = 10
 
 
@@ -23,9 +23,7 @@ def format_members(
     text = Text()
     text.append(f"Members ({len(members)})\n", style="bold")
     for member in sorted(members, key=lambda m: m.user.casefold()):
-        name = member.user
-        if len(name) > NAME_WIDTH:
-            name = name[: NAME_WIDTH - 1] + "…"
+        name = member.user  # never cut: two long names must not look alike
         text.append("● ", style="green")
         style = "bold underline" if member.user == me else nick_style(member.user)
         append_inert(text, name, style)
