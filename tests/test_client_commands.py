@@ -103,6 +103,11 @@ async def test_msg_goes_to_one_member_only_in_its_own_buffer(hub_url: str, model
         await type_line(pilot, "/msg nobody hello?")
         assert any("nobody called nobody" in n for n in notices(app))
         assert app.connection.pending == 0
+        await pilot.press("ctrl+u", "alt+2")  # the refused line was kept; the @bob buffer
+        assert app.buffers.current_key == key
+        await type_line(pilot, "/part")  # closes the conversation, not the room
+        assert app.buffers.get(key) is None and app.buffers.current_key == "lobby"
+        assert online(app, "lobby")
 
 
 async def test_incoming_direct_message_opens_a_buffer_and_rings(hub_url: str, model: Path) -> None:
