@@ -5,9 +5,9 @@
 
 A client in several rooms holds one WebSocket per room (``docs/protocol.md``):
 the alternative, several rooms multiplexed on one connection, would save the
-hub one connection per extra room and nothing else, since each message still
-goes once to each member of its room. This script measures that saving's
-size. For each rooms-per-user count R, a fresh ``fer-hub`` process (default
+hub one connection per extra room (and coalesce a user's rooms into fewer
+writes), since each message still goes once to each member of its room. This
+script measures that saving's size. For each rooms-per-user count R, a fresh ``fer-hub`` process (default
 settings but the rate limit, keepalive at ``--ping-interval``) gets ``--users``
 users, each joining R rooms on R connections, as the real client does:
 
@@ -16,6 +16,8 @@ users, each joining R rooms on R connections, as the real client does:
 * join CPU: the hub's CPU seconds to accept and join all of them, per connection;
 * idle CPU: the hub's CPU seconds per connection per minute while nothing is
   said (keepalive pings only), over ``--idle-seconds``;
+* client memory: this script's own RSS growth per connection it holds (a
+  websockets client connection, what each ``HubConnection`` wraps);
 * traffic CPU: every user joins ``lobby-0`` .. ``lobby-<R-1>`` and sends
   ``ROUNDS`` messages into each, each of which reaches the ``--users`` members of that room: hub
   CPU per delivery (a multiplexed connection would deliver as many).
@@ -96,6 +98,7 @@ async def measure(url: str, pid: int, users: int, rooms: int, idle: float) -> di
     """One row: open ``users`` x ``rooms`` connections, then idle, then one message each."""
     await asyncio.sleep(0.5)  # let the hub settle before the baseline
     rss0, cpu0 = rss_bytes(pid), cpu_seconds(pid)
+    own0 = rss_bytes(os.getpid())
     conns: list[list[ClientConnection]] = []
     for u in range(users):  # one user after the other, its rooms at once
         conns.append(
@@ -110,6 +113,7 @@ async def measure(url: str, pid: int, users: int, rooms: int, idle: float) -> di
                     await asyncio.wait_for(ws.recv(), 0.01)
     await asyncio.sleep(0.5)
     rss1 = rss_bytes(pid)
+    own1 = rss_bytes(os.getpid())
     cpu_idle0 = cpu_seconds(pid)
     await asyncio.sleep(idle)
     cpu_idle = cpu_seconds(pid) - cpu_idle0
@@ -131,6 +135,7 @@ async def measure(url: str, pid: int, users: int, rooms: int, idle: float) -> di
         "rss_mb": rss1 / 2**20,
         "rss_base_mb": rss0 / 2**20,
         "rss_kb_per_conn": (rss1 - rss0) / count / 1024,
+        "client_kb_per_conn": (own1 - own0) / count / 1024,
         "join_ms_per_conn": (cpu1 - cpu0) / count * 1000,
         "idle_ms_per_conn_min": cpu_idle / count / idle * 60 * 1000,
         "us_per_delivery": cpu_traffic / (count * users * ROUNDS) * 1e6,
@@ -155,9 +160,9 @@ def main() -> None:
     print(f"{args.users} users; keepalive every {args.ping_interval:g} s; idle {idle:g} s")
     print(
         "| rooms/user | connections | hub RSS MB (x R=1) | RSS KB/conn | join CPU ms/conn"
-        " | idle CPU ms/conn/min | CPU us/delivery (x R=1) |"
+        " | idle CPU ms/conn/min | CPU us/delivery (x R=1) | client KB/conn |"
     )
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|")
     for row in rows:
         print(
             f"| {row['rooms']} | {row['connections']} "
@@ -165,7 +170,8 @@ def main() -> None:
             f"| {row['rss_kb_per_conn']:.0f} | {row['join_ms_per_conn']:.2f} "
             f"| {row['idle_ms_per_conn_min']:.2f} "
             f"| {row['us_per_delivery']:.1f}"
-            f" ({row['us_per_delivery'] / max(base['us_per_delivery'], 1e-9):.2f}) |"
+            f" ({row['us_per_delivery'] / max(base['us_per_delivery'], 1e-9):.2f})"
+            f" | {row['client_kb_per_conn']:.0f} |"
         )
     print(f"baseline hub RSS before any connection: {base['rss_base_mb']:.1f} MB")
 

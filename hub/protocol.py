@@ -14,9 +14,14 @@ How a client uses it::
     await ws.send(protocol.join_frame(room, user, since=last_seq, token=token,
                                       session=session))
     frame = protocol.parse_server_frame(await ws.recv())
-    # -> Joined | ChatMessage | Presence | ErrorFrame; raises ProtocolError
+    # -> Joined | ChatMessage | Presence | ErrorFrame | Topic | History;
+    #    raises ProtocolError
     await ws.send(protocol.message_frame(protocol.new_message_id(), text,
                                          protocol.Emotion("happy", 0.91)))
+
+A member may also send ``nick_frame``, ``topic_frame`` and
+``history_request_frame``, and ``message_frame(..., action=True)`` (a /me) or
+``message_frame(..., to=NAME)`` (a direct message); see the section at the end.
 
 The sender's own :class:`ChatMessage` (same ``id``) is its acknowledgement.
 After a reconnect, join again with ``since`` = the highest ``seq`` seen and the

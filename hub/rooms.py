@@ -167,6 +167,7 @@ class Room:
             self._by_key.popitem(last=False)
 
     def topic_text(self) -> str | None:
+        """The topic a ``joined`` frame carries: None when none is set."""
         return None if self.topic is None else self.topic.topic
 
 

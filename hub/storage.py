@@ -123,6 +123,12 @@ CREATE TABLE IF NOT EXISTS messages (
     ts REAL NOT NULL,
     PRIMARY KEY (room, seq)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS message_flags (
+    room TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    flags INTEGER NOT NULL,
+    PRIMARY KEY (room, seq)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS topics (
     room TEXT PRIMARY KEY,
     topic TEXT,
@@ -130,9 +136,10 @@ CREATE TABLE IF NOT EXISTS topics (
     ts REAL NOT NULL
 ) WITHOUT ROWID;
 """
-# Bit 0: a /me action; bit 1: the emotion was picked by hand. Files from hubs
-# before these flags get the column, 0 for every old row.
-_ADD_FLAGS = "ALTER TABLE messages ADD COLUMN flags INTEGER NOT NULL DEFAULT 0"
+# message_flags holds a row only for a flagged message. Bit 0: a /me action;
+# bit 1: the emotion was picked by hand. In a table of its own, so that the
+# messages table keeps its columns: a hub from before the flags (or a tool
+# that writes rows) still reads and writes the file.
 _ACTION, _PICKED = 1, 2
 _INDEX = "CREATE UNIQUE INDEX IF NOT EXISTS messages_by_sender ON messages (room, user, id)"
 # Files from hubs before the index could hold a resend twice (beyond the dedup
@@ -145,7 +152,10 @@ DELETE FROM messages WHERE EXISTS (
 )
 """
 
-_COLUMNS = "seq, id, user, text, label, confidence, ts, flags"
+_SELECT = (
+    "SELECT m.seq, m.id, m.user, m.text, m.label, m.confidence, m.ts, COALESCE(f.flags, 0)"
+    " FROM messages AS m LEFT JOIN message_flags AS f ON f.room = m.room AND f.seq = m.seq"
+)
 
 
 class SqliteStore:
@@ -165,9 +175,6 @@ class SqliteStore:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executescript(_SCHEMA)
-        columns = {row[1] for row in self.db.execute("PRAGMA table_info(messages)")}
-        if "flags" not in columns:
-            self.db.execute(_ADD_FLAGS)
         try:
             self.db.execute(_INDEX)
         except sqlite3.IntegrityError:
@@ -176,7 +183,7 @@ class SqliteStore:
 
     def load(self, room: str, limit: int) -> tuple[int, list[ChatMessage]]:
         rows = self.db.execute(
-            f"SELECT {_COLUMNS} FROM messages WHERE room = ? ORDER BY seq DESC LIMIT ?",
+            f"{_SELECT} WHERE m.room = ? ORDER BY m.seq DESC LIMIT ?",
             (room, limit),
         ).fetchall()
         messages = [_message(room, row) for row in reversed(rows)]
@@ -184,9 +191,12 @@ class SqliteStore:
 
     def append(self, message: ChatMessage) -> ChatMessage | None:
         emotion = message.emotion
+        flags = _flags(message)
         try:
+            if flags:  # both rows or neither
+                self.db.execute("BEGIN")
             self.db.execute(
-                f"INSERT INTO messages (room, {_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO messages VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     message.room,
                     message.seq,
@@ -196,10 +206,19 @@ class SqliteStore:
                     None if emotion is None else emotion.label,
                     None if emotion is None else emotion.confidence,
                     message.ts,
-                    _flags(message),
                 ),
-            )  # autocommit: the row is in the WAL when this returns
-        except sqlite3.IntegrityError:
+            )  # autocommit (or the COMMIT below): in the WAL when append returns
+            if flags:
+                self.db.execute(
+                    "INSERT OR REPLACE INTO message_flags VALUES (?, ?, ?)",
+                    (message.room, message.seq, flags),
+                )
+                self.db.execute("COMMIT")
+        except Exception as exc:
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")  # or every later append would fail too
+            if not isinstance(exc, sqlite3.IntegrityError):
+                raise
             earlier = self.find(message.room, message.user, message.id)
             if earlier is None:
                 raise  # not a resend: (room, seq) taken, which the core never does
@@ -210,14 +229,14 @@ class SqliteStore:
     def find(self, room: str, user: str, id: str) -> ChatMessage | None:
         """Return the kept message ``user`` sent to ``room`` with ``id``, if any."""
         row = self.db.execute(
-            f"SELECT {_COLUMNS} FROM messages WHERE room = ? AND user = ? AND id = ?",
+            f"{_SELECT} WHERE m.room = ? AND m.user = ? AND m.id = ?",
             (room, user, id),
         ).fetchone()
         return None if row is None else _message(room, row)
 
     def page(self, room: str, before: int | None, limit: int) -> tuple[list[ChatMessage], bool]:
         rows = self.db.execute(
-            f"SELECT {_COLUMNS} FROM messages WHERE room = ? AND seq < ? ORDER BY seq DESC LIMIT ?",
+            f"{_SELECT} WHERE m.room = ? AND m.seq < ? ORDER BY m.seq DESC LIMIT ?",
             (room, 2**63 - 1 if before is None else before, limit),
         ).fetchall()
         if not rows:
@@ -253,7 +272,10 @@ class SqliteStore:
             oldest = self._oldest[room] = self.oldest(room) or seq
         if seq - oldest + 1 <= self.keep + self.slack:
             return
-        self.db.execute("DELETE FROM messages WHERE room = ? AND seq <= ?", (room, seq - self.keep))
+        for table in ("messages", "message_flags"):
+            self.db.execute(
+                f"DELETE FROM {table} WHERE room = ? AND seq <= ?", (room, seq - self.keep)
+            )
         self._oldest[room] = seq - self.keep + 1
 
     def close(self) -> None:

@@ -117,7 +117,9 @@ async def test_resume_with_since_after_a_dropped_connection() -> None:
             alice.conn.send("first", None)
             await wait_until(lambda: len(bob.received()) == 1)
             # Cut bob's socket under him; meanwhile alice talks on.
-            await bob.conn._ws.close()
+            socket = bob.conn._ws
+            assert socket is not None
+            await socket.close()
             alice.conn.send("while bob was away", None)
             await wait_until(lambda: len(bob.received()) == 2, what="bob catches up")
             assert [m.text for m in bob.received()] == ["first", "while bob was away"]
