@@ -44,6 +44,9 @@ DEFAULT_SCROLLBACK = 100_000
 #: Arrivals are laid out at most this often (seconds): once per frame at 60 fps.
 FLUSH_INTERVAL = 1 / 60
 
+#: Further lines of a wrapped message start under the name, past the time.
+HANGING_INDENT = 10
+
 #: How many rendered rows are kept (the screen shows a few dozen).
 _RENDER_CACHE_ROWS = 512
 
@@ -96,9 +99,9 @@ def format_entry(entry: LogEntry) -> Text:
     line = Text(end="")
     line.append(time.strftime("%H:%M:%S", time.localtime(entry.ts)), style="dim")
     line.append("  ")
-    if entry.direct:
-        line.append("✉ ", style="bold magenta")
     if entry.action:
+        if entry.direct:
+            line.append("✉ ", style="bold magenta")
         line.append("* ", style="bold")
         append_inert(line, entry.user, nick_style(entry.user))
         line.append(" ")
@@ -107,8 +110,10 @@ def format_entry(entry: LogEntry) -> Text:
         format_emotion(line, entry)
     else:
         name_start = len(line)
+        if entry.direct:
+            line.append("✉ ", style="bold magenta")
         append_inert(line, entry.user, nick_style(entry.user))
-        line.append(" " * max(0, USER_WIDTH - (len(line) - name_start)))
+        line.append(" " * max(0, USER_WIDTH - cell_len(line.plain[name_start:])))
         line.append("  ")
         format_emotion(line, entry)
         line.append("  ")
@@ -468,10 +473,7 @@ class MessageLog(ScrollView, can_focus=False):
         text = self._text_of(row)
         if self._query is not None and row in self._matches:
             self._highlight(text, row)
-        console = self.app.console
-        options = console.options.update(width=width, height=None, highlight=False)
-        lines = console.render_lines(text, options, pad=False)
-        strips = [Strip(line) for line in lines] or [Strip([])]
+        strips = self._wrap(text, width, hanging=row.kind == "entry")
         if row.kind == "entry" and row.entry.mention:
             mention = self.get_component_rich_style("message-log--mention", partial=True)
             strips = [strip.extend_cell_length(width, mention) for strip in strips]
@@ -479,6 +481,21 @@ class MessageLog(ScrollView, can_focus=False):
         if len(self._cache) > _RENDER_CACHE_ROWS:
             self._cache.popitem(last=False)
         return strips
+
+    def _wrap(self, text: Text, width: int, hanging: bool) -> list[Strip]:
+        """``text`` wrapped to ``width``; a message's further lines start under its name."""
+        console = self.app.console
+        lines = text.wrap(console, width, overflow="fold")
+        if hanging and len(lines) > 1 and width > 2 * HANGING_INDENT:
+            first = lines[0]
+            start = len(first.plain)
+            if text.plain.startswith(first.plain):
+                while start < len(text.plain) and text.plain[start] in " \n":
+                    start += 1
+                rest = text[start:].wrap(console, width - HANGING_INDENT, overflow="fold")
+                indent = Text(" " * HANGING_INDENT)
+                lines = [first, *(Text.assemble(indent, line) for line in rest)]
+        return [Strip(list(line.render(console)), line.cell_len) for line in lines] or [Strip([])]
 
     def _highlight(self, text: Text, row: _Row) -> None:
         assert self._query is not None
