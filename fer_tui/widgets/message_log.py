@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 from operator import attrgetter
 from typing import ClassVar
 
-from rich.cells import cell_len
+from rich.cells import cell_len, get_character_cell_size
 from rich.style import Style
 from rich.text import Text
 from textual.geometry import Size
@@ -444,7 +444,8 @@ class MessageLog(ScrollView, can_focus=False):
             row.cells = -1 if "\n" in plain else cell_len(plain)
         if 0 <= row.cells <= width:
             return 1
-        return len(self._strips(row, width))
+        indent = HANGING_INDENT if row.kind == "entry" else 0
+        return len(wrap_spans(self._text_of(row).plain, width, indent))
 
     # --- rendering ------------------------------------------------------------
 
@@ -485,17 +486,15 @@ class MessageLog(ScrollView, can_focus=False):
     def _wrap(self, text: Text, width: int, hanging: bool) -> list[Strip]:
         """``text`` wrapped to ``width``; a message's further lines start under its name."""
         console = self.app.console
-        lines = text.wrap(console, width, overflow="fold")
-        if hanging and len(lines) > 1 and width > 2 * HANGING_INDENT:
-            first = lines[0]
-            start = len(first.plain)
-            if text.plain.startswith(first.plain):
-                while start < len(text.plain) and text.plain[start] in " \n":
-                    start += 1
-                rest = text[start:].wrap(console, width - HANGING_INDENT, overflow="fold")
-                indent = Text(" " * HANGING_INDENT)
-                lines = [first, *(Text.assemble(indent, line) for line in rest)]
-        return [Strip(list(line.render(console)), line.cell_len) for line in lines] or [Strip([])]
+        indent = HANGING_INDENT if hanging else 0
+        strips = []
+        for number, (start, end) in enumerate(wrap_spans(text.plain, width, indent)):
+            line = text[start:end]
+            line.rstrip()
+            if number and indent:
+                line = Text.assemble(" " * indent, line)
+            strips.append(Strip(list(line.render(console)), line.cell_len))
+        return strips or [Strip([])]
 
     def _highlight(self, text: Text, row: _Row) -> None:
         assert self._query is not None
@@ -616,6 +615,44 @@ class MessageLog(ScrollView, can_focus=False):
                         immediate=True,
                     )
         self.refresh()
+
+
+def wrap_spans(plain: str, width: int, indent: int = 0) -> list[tuple[int, int]]:
+    """Where ``plain`` breaks into screen lines: ``(start, end)`` of each.
+
+    Words wrap at spaces, a word longer than a line is cut, ``\n`` starts a
+    new line; lines after the first are ``indent`` cells narrower (a hanging
+    indent). Pure string work, so measuring a row never renders it.
+    """
+    spans: list[tuple[int, int]] = []
+    position = 0
+    for paragraph in plain.split("\n"):
+        start, stop = position, position + len(paragraph)
+        position = stop + 1
+        if start == stop:
+            spans.append((start, stop))
+            continue
+        while start < stop:
+            room = max(1, width - (indent if spans else 0))
+            if cell_len(plain[start:stop]) <= room:
+                spans.append((start, stop))
+                break
+            cells, index, space_break = 0, start, 0
+            while index < stop:
+                cells += get_character_cell_size(plain[index])
+                if cells > room:
+                    if plain[index] == " ":  # a space may hang past the edge: break on it
+                        space_break = index + 1
+                    break
+                index += 1
+                if plain[index - 1] == " ":
+                    space_break = index
+            end = space_break if space_break > start else max(index, start + 1)
+            spans.append((start, end))
+            start = end
+            while start < stop and plain[start] == " ":
+                start += 1
+    return spans
 
 
 def _rows_for(entries: Sequence[LogEntry]) -> list[_Row]:
