@@ -216,7 +216,7 @@ async def test_hostile_relay_reaches_no_terminal_cell(relay_url: str, model: Pat
         await pilot_b.pause()
         assert await screen_unsafe(bob) == []
         shown = "\n".join(s.text for s in bob.screen._compositor.render_strips())
-        assert "^[]0;PWNED^G" in shown and "[bold red]markup[/]" in shown  # shown, inert
+        assert "PWNED^G" in shown and "markup[/]" in shown  # shown, inert (wrapped anywhere)
         assert "^[]0;PWNED^G" in shown.split("Members")[1]  # names in the member list too
         assert await screen_unsafe(ada) == []
 

@@ -14,12 +14,15 @@ from collections.abc import Iterator
 
 import pytest
 from client_fixtures import REPO
+from hypothesis import given
+from hypothesis import strategies as st
+from rich.cells import cell_len
 from textual.app import App, ComposeResult
 from textual.widgets import Input
 
 from fer_tui.app import FerApp
 from fer_tui.config import ConfigError, Settings
-from fer_tui.widgets.message_log import LogEntry, MessageLog, format_entry
+from fer_tui.widgets.message_log import LogEntry, MessageLog, format_entry, wrap_spans
 from fer_tui.widgets.nick import nick_style
 from fer_tui.widgets.search import SearchBar
 from hub.protocol import Emotion
@@ -344,3 +347,29 @@ async def test_ctrl_f_searches_the_chat_log_and_escape_closes() -> None:
         message_input = app.chat.query_one("#message-input", Input)
         assert message_input.has_focus and message_input.value == ""  # nothing was sent
         assert len(log.entries) == 60
+
+
+@given(
+    st.text(st.sampled_from("ab c  日🙂\n"), max_size=200),
+    st.integers(min_value=1, max_value=40),
+    st.integers(min_value=0, max_value=10),
+)
+def test_wrap_spans_fit_the_width_and_lose_nothing(plain: str, width: int, indent: int) -> None:
+    spans = wrap_spans(plain, width, indent)
+    kept = []
+    for number, (start, end) in enumerate(spans):
+        line = plain[start:end].rstrip(" ")
+        room = max(1, width - (indent if number else 0))
+        assert "\n" not in line
+        assert cell_len(line) <= room or len(line) == 1  # a wide char in a 1-cell room
+        kept.append(plain[start:end])
+    assert "".join(kept).replace(" ", "") == plain.replace(" ", "").replace("\n", "")
+    assert len(spans) >= plain.count("\n") + 1
+
+
+def test_wrap_spans_break_at_spaces() -> None:
+    text = "the quick brown fox"
+    assert [text[s:e].rstrip() for s, e in wrap_spans(text, 10)] == ["the quick", "brown fox"]
+    assert [text[s:e].rstrip() for s, e in wrap_spans(text, 12, 4)] == ["the quick", "brown", "fox"]
+    word = "abcdefgh"
+    assert [word[s:e] for s, e in wrap_spans(word, 3)] == ["abc", "def", "gh"]

@@ -8,6 +8,7 @@ UI change, and review the SVGs.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import functools
 import time
@@ -96,6 +97,13 @@ async def fill_chat(app: FerApp, online: bool = True) -> None:
         )
     )
     app.chat.preview.show(face_crop(), "happy", 0.88, None)
+    await settle(app)
+
+
+async def settle(app: FerApp) -> None:
+    """Lay out the log's arrivals now (a timer does it once per frame otherwise)."""
+    await asyncio.sleep(0)
+    app.chat.log_view.flush()
 
 
 def chat_app(**settings) -> FrozenApp:
@@ -146,6 +154,7 @@ def test_chat_screen_offline_tagging_off_pending(snap_compare) -> None:
             )
         )
         app.chat.status.pending = 1
+        await settle(app)
         app.clear_notifications()  # the toast's fade timing would make this flaky
         await pilot.pause(0.1)
 
@@ -191,3 +200,55 @@ def test_rooms_mentions_and_moods(snap_compare) -> None:
         await pilot.pause(0.1)
 
     assert snap_compare(chat_app(), terminal_size=(120, 34), run_before=run_before)
+
+
+def test_chat_log_rendering(snap_compare) -> None:
+    """Date lines, an action, a hand-picked label, a direct message, a mention, hostile
+    controls shown inert, a wrapped line, and a search with its current match."""
+    from fer_tui.widgets.message_log import LogEntry
+
+    async def run_before(pilot) -> None:
+        await pilot.pause()
+        app = pilot.app
+        await fill_chat(app)
+        log = app.chat.log_view
+        rows = [
+            LogEntry(
+                "e1", "grace", "waves at everyone", Emotion("happy", 0.8), T0 + 60, action=True
+            ),
+            LogEntry(
+                "e2",
+                "linus",
+                "chose this one by hand",
+                Emotion("angry", 0.99),
+                T0 + 70,
+                picked=True,
+            ),
+            LogEntry("e3", "grace", "psst, only you see this", None, T0 + 80, direct=True),
+            LogEntry(
+                "e4",
+                "linus",
+                "ada, is the build green? coffee first",
+                Emotion("neutral", 0.5),
+                T0 + 90,
+                mention=True,
+            ),
+            LogEntry(
+                "e5", "eve\x1b[2J", "\x1b]0;PWNED\x07 [bold]not markup[/] \u202eabc", None, T0 + 100
+            ),
+            LogEntry(
+                "e6",
+                "grace",
+                "Tomorrow then, and bring more coffee for everyone in the room please",
+                Emotion("happy", 0.7),
+                T0 + 86_400,
+            ),
+        ]
+        for row in rows:
+            log.add_entry(row)
+        await settle(app)
+        await pilot.press("ctrl+f", *"coffee")
+        no_blink(app)
+        await pilot.pause()
+
+    assert snap_compare(chat_app(), terminal_size=SIZE, run_before=run_before)

@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 from operator import attrgetter
 from typing import ClassVar
 
-from rich.cells import cell_len
+from rich.cells import cell_len, get_character_cell_size
 from rich.style import Style
 from rich.text import Text
 from textual.geometry import Size
@@ -43,6 +43,9 @@ DEFAULT_SCROLLBACK = 100_000
 
 #: Arrivals are laid out at most this often (seconds): once per frame at 60 fps.
 FLUSH_INTERVAL = 1 / 60
+
+#: Further lines of a wrapped message start under the name, past the time.
+HANGING_INDENT = 10
 
 #: How many rendered rows are kept (the screen shows a few dozen).
 _RENDER_CACHE_ROWS = 512
@@ -96,9 +99,9 @@ def format_entry(entry: LogEntry) -> Text:
     line = Text(end="")
     line.append(time.strftime("%H:%M:%S", time.localtime(entry.ts)), style="dim")
     line.append("  ")
-    if entry.direct:
-        line.append("✉ ", style="bold magenta")
     if entry.action:
+        if entry.direct:
+            line.append("✉ ", style="bold magenta")
         line.append("* ", style="bold")
         append_inert(line, entry.user, nick_style(entry.user))
         line.append(" ")
@@ -107,8 +110,10 @@ def format_entry(entry: LogEntry) -> Text:
         format_emotion(line, entry)
     else:
         name_start = len(line)
+        if entry.direct:
+            line.append("✉ ", style="bold magenta")
         append_inert(line, entry.user, nick_style(entry.user))
-        line.append(" " * max(0, USER_WIDTH - (len(line) - name_start)))
+        line.append(" " * max(0, USER_WIDTH - cell_len(line.plain[name_start:])))
         line.append("  ")
         format_emotion(line, entry)
         line.append("  ")
@@ -439,7 +444,8 @@ class MessageLog(ScrollView, can_focus=False):
             row.cells = -1 if "\n" in plain else cell_len(plain)
         if 0 <= row.cells <= width:
             return 1
-        return len(self._strips(row, width))
+        indent = HANGING_INDENT if row.kind == "entry" else 0
+        return len(wrap_spans(self._text_of(row).plain, width, indent))
 
     # --- rendering ------------------------------------------------------------
 
@@ -468,10 +474,7 @@ class MessageLog(ScrollView, can_focus=False):
         text = self._text_of(row)
         if self._query is not None and row in self._matches:
             self._highlight(text, row)
-        console = self.app.console
-        options = console.options.update(width=width, height=None, highlight=False)
-        lines = console.render_lines(text, options, pad=False)
-        strips = [Strip(line) for line in lines] or [Strip([])]
+        strips = self._wrap(text, width, hanging=row.kind == "entry")
         if row.kind == "entry" and row.entry.mention:
             mention = self.get_component_rich_style("message-log--mention", partial=True)
             strips = [strip.extend_cell_length(width, mention) for strip in strips]
@@ -479,6 +482,19 @@ class MessageLog(ScrollView, can_focus=False):
         if len(self._cache) > _RENDER_CACHE_ROWS:
             self._cache.popitem(last=False)
         return strips
+
+    def _wrap(self, text: Text, width: int, hanging: bool) -> list[Strip]:
+        """``text`` wrapped to ``width``; a message's further lines start under its name."""
+        console = self.app.console
+        indent = HANGING_INDENT if hanging else 0
+        strips = []
+        for number, (start, end) in enumerate(wrap_spans(text.plain, width, indent)):
+            line = text[start:end]
+            line.rstrip()
+            if number and indent:
+                line = Text.assemble(" " * indent, line)
+            strips.append(Strip(list(line.render(console)), line.cell_len))
+        return strips or [Strip([])]
 
     def _highlight(self, text: Text, row: _Row) -> None:
         assert self._query is not None
@@ -599,6 +615,44 @@ class MessageLog(ScrollView, can_focus=False):
                         immediate=True,
                     )
         self.refresh()
+
+
+def wrap_spans(plain: str, width: int, indent: int = 0) -> list[tuple[int, int]]:
+    """Where ``plain`` breaks into screen lines: ``(start, end)`` of each.
+
+    Words wrap at spaces, a word longer than a line is cut, ``\n`` starts a
+    new line; lines after the first are ``indent`` cells narrower (a hanging
+    indent). Pure string work, so measuring a row never renders it.
+    """
+    spans: list[tuple[int, int]] = []
+    position = 0
+    for paragraph in plain.split("\n"):
+        start, stop = position, position + len(paragraph)
+        position = stop + 1
+        if start == stop:
+            spans.append((start, stop))
+            continue
+        while start < stop:
+            room = max(1, width - (indent if spans else 0))
+            if cell_len(plain[start:stop]) <= room:
+                spans.append((start, stop))
+                break
+            cells, index, space_break = 0, start, 0
+            while index < stop:
+                cells += get_character_cell_size(plain[index])
+                if cells > room:
+                    if plain[index] == " ":  # a space may hang past the edge: break on it
+                        space_break = index + 1
+                    break
+                index += 1
+                if plain[index - 1] == " ":
+                    space_break = index
+            end = space_break if space_break > start else max(index, start + 1)
+            spans.append((start, end))
+            start = end
+            while start < stop and plain[start] == " ":
+                start += 1
+    return spans
 
 
 def _rows_for(entries: Sequence[LogEntry]) -> list[_Row]:
