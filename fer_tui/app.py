@@ -130,6 +130,8 @@ class FerApp(App[None]):
         self.chat.preview.display = self.settings.preview
         self.chat.add_log(self.buffers.highlights.key)
         self.open_room(self.room)
+        for room in self.settings.rooms:
+            self.open_room(room, show=False)
         self._refresh_camera_status()
         self.set_interval(1.0, self._refresh_camera_status)
         self.start_camera()

@@ -18,8 +18,8 @@ from hub.protocol import Member
 
 BufferKind = Literal["room", "direct", "highlights"]
 
-#: Key of the one highlights buffer.
-HIGHLIGHTS = "*highlights"
+#: Key of the one highlights buffer (NUL: no room's name, hence key, can hold it).
+HIGHLIGHTS = "\x00highlights"
 
 
 def direct_key(room: str, peer: str) -> str:

@@ -59,6 +59,8 @@ class Settings:
     paste_confirm_lines: int = 3
     #: Minutes of tags the room's mood summary covers.
     mood_minutes: float = 10.0
+    #: More rooms to join at start, after ``room`` (a list, or names split by commas).
+    rooms: tuple[str, ...] = ()
 
     def merged(self, values: dict[str, Any]) -> Settings:
         """Return a copy with ``values`` (``None`` values ignored) applied and checked."""
@@ -89,6 +91,11 @@ class Settings:
 
 def _coerce(key: str, value: Any, current: Any) -> Any:
     try:
+        if isinstance(current, tuple):
+            names = value.split(",") if isinstance(value, str) else value
+            if not isinstance(names, (list, tuple)) or not all(isinstance(n, str) for n in names):
+                raise TypeError
+            return tuple(name.strip() for name in names if name.strip())
         if isinstance(current, bool):
             if not isinstance(value, bool):
                 raise TypeError

@@ -123,3 +123,12 @@ def test_bad_chat_settings_are_clear_errors(tmp_path: Path, line: str, words: st
     path.write_text(line + "\n")
     with pytest.raises(ConfigError, match=re.escape(words)):
         load_settings({}, path)
+
+
+def test_rooms_setting_takes_a_list_or_commas(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text('rooms = ["ops", "random"]\n')
+    assert load_settings({}, path).rooms == ("ops", "random")
+    assert Settings().merged({"rooms": "ops, random,"}).rooms == ("ops", "random")
+    with pytest.raises(ConfigError, match="bad value for rooms"):
+        Settings().merged({"rooms": [1, 2]})

@@ -230,3 +230,15 @@ async def test_commands_across_two_hubs_on_redis(model: Path, tmp_path: Path) ->
                 assert (frame["old"], frame["user"]) == ("ada", "lovelace")
                 await wait_until(lambda: app.user == "lovelace", what="renamed")
                 await settle(app, pilot)
+
+
+async def test_rooms_setting_joins_several_at_start(hub_url: str, model: Path) -> None:
+    app = make_app(hub_url, "ada", model, rooms="ops, random")
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(
+            lambda: all(online(app, room) for room in ("lobby", "ops", "random")), what="online"
+        )
+        assert titles(app) == ["lobby", "ops", "random", "highlights"]
+        assert app.buffers.current_key == "lobby"
+        await pilot.press("alt+3")
+        assert app.buffers.current_key == "random"
