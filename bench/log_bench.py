@@ -70,8 +70,9 @@ def _make_app(variant: str, url: str | None):
     from fer_tui.config import Settings
 
     if variant == "old":
-        import fer_tui.screens.chat as chat
         from old_message_log import MessageLog as OldMessageLog
+
+        import fer_tui.screens.chat as chat
 
         chat.MessageLog = OldMessageLog  # type: ignore[misc]  # ChatScreen composes this one
 
@@ -81,7 +82,8 @@ def _make_app(variant: str, url: str | None):
                 return super().run_connection()
             return None
 
-    settings = Settings(server=url or "ws://127.0.0.1:9", room=ROOM, name="reader", camera="none")
+    room = f"{ROOM}-{variant}"  # each variant its own room: no history from the other
+    settings = Settings(server=url or "ws://127.0.0.1:9", room=room, name="reader", camera="none")
     return Bench(settings, frame_source=None, embedded_port=0)
 
 
@@ -90,10 +92,15 @@ def _on_screen(app, text: str) -> bool:
 
 
 async def _press_timed(pilot, app, key: str) -> float:
+    """ms from a key arriving (as the terminal driver delivers it) to the input holding it."""
+    from textual import events
+
     field = app.chat.query_one("#message-input")
     before = len(field.value)
+    event = events.Key(key, key)
+    event.set_sender(app)
     start = time.perf_counter()
-    await pilot.press(key)
+    app._driver.send_message(event)  # what Pilot.press does, without its wait for idle
     while len(field.value) == before:
         await asyncio.sleep(0.001)
     elapsed = (time.perf_counter() - start) * 1000
@@ -155,12 +162,12 @@ def fill_child(count: int) -> None:
                 message = ChatMessage(
                     ROOM, i + 1, f"m{i:08d}", f"user{i % 30}", text, Emotion("happy", 0.8), 1e9 + i
                 )
-                app._on_hub_event(MessageReceived(message, own=False))
+                app._on_hub_event(app.room, MessageReceived(message, own=False))
                 if i % 5_000 == 0:
                     await asyncio.sleep(0)
             app.chat.log_view.flush()
             await pilot.pause(0.2)
-            shown = _on_screen(app, f"message {count - 1} from")
+            shown = _on_screen(app, f"message {count - 1} ")
             gc.collect()
             return {
                 "rss_before": rss_before,
@@ -176,13 +183,15 @@ def fill_child(count: int) -> None:
 # --- the parent: hub, senders, report ------------------------------------------------
 
 
-async def _sender(url: str, index: int, rate: float, seconds: float) -> tuple[float, str]:
+async def _sender(
+    url: str, room: str, index: int, rate: float, seconds: float
+) -> tuple[float, str]:
     from websockets.asyncio.client import connect
 
     from hub.protocol import Emotion, join_frame, message_frame
 
     async with connect(url, max_size=None) as ws:
-        await ws.send(join_frame(ROOM, f"sender{index}"))
+        await ws.send(join_frame(room, f"sender{index}"))
 
         async def drain() -> None:
             async for _ in ws:
@@ -193,8 +202,10 @@ async def _sender(url: str, index: int, rate: float, seconds: float) -> tuple[fl
         start = time.perf_counter()
         last = ""
         for i in range(total):
-            last = f"burst {index}-{i} the quick brown fox jumps over the lazy dog"
-            await ws.send(message_frame(f"s{index}-{i}", last, Emotion("neutral", 0.6)))
+            last = f"b{index}-{i:06d} the quick brown fox jumps over the lazy dog"
+            text = last
+            await ws.send(message_frame(f"s{index}-{i}", text, Emotion("neutral", 0.6)))
+            last = last.split()[0]  # a unique token that never wraps
             lag = start + (i + 1) / rate - time.perf_counter()
             if lag > 0:
                 await asyncio.sleep(lag)
@@ -224,7 +235,7 @@ async def run_burst(variant: str, url: str, rate: float, seconds: float) -> dict
         while (await asyncio.wait_for(child.stdout.readline(), 60)).strip() != b"READY":
             pass
         results = await asyncio.gather(
-            *(_sender(url, i, rate / SENDERS, seconds) for i in range(SENDERS))
+            *(_sender(url, f"{ROOM}-{variant}", i, rate / SENDERS, seconds) for i in range(SENDERS))
         )
         t_end, last_text = max(results)
         child.stdin.write((json.dumps([t_end, last_text]) + "\n").encode())
@@ -256,9 +267,20 @@ def start_hub(rate: float) -> tuple[subprocess.Popen[bytes], str]:
     per_sender = str(int(rate / SENDERS * 2) + 10)
     hub = subprocess.Popen(
         [
-            sys.executable, "-m", "hub", "--host", "127.0.0.1", "--port", str(port),
-            "--rate", per_sender, "--burst", per_sender, "--log-level", "WARNING",
-        ],  # fmt: skip
+            sys.executable,
+            "-m",
+            "hub",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--rate",
+            per_sender,
+            "--burst",
+            per_sender,
+            "--log-level",
+            "WARNING",
+        ],
         cwd=REPO,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -31,14 +31,6 @@ from fer_tui.widgets.tag_indicator import TagIndicator
 from hub.protocol import MAX_TEXT_CHARS
 
 
-class BufferLog(MessageLog):
-    """One buffer's log; only the shown buffer's log is displayed."""
-
-    def on_show(self) -> None:
-        # Rows that arrived while hidden had no width to be laid out at: lay them out now.
-        self.flush()
-
-
 class ChatScreen(Screen[None]):
     """Layout only (see the module docstring)."""
 
@@ -125,7 +117,7 @@ class ChatScreen(Screen[None]):
 
     def add_log(self, key: str) -> MessageLog:
         """Mount an empty log for buffer ``key`` (hidden until shown)."""
-        log = BufferLog(self.scrollback, id=f"buffer-{next(self._ids)}", classes="buffer-log")
+        log = MessageLog(self.scrollback, id=f"buffer-{next(self._ids)}", classes="buffer-log")
         self._log_ids[key] = log.id or ""
         self.query_one(ContentSwitcher).mount(log)
         if self.query_one(ContentSwitcher).current is None:

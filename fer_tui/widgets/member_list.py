@@ -57,5 +57,5 @@ class MemberList(Static):
 
         Messages from history may come from people who have left: they stay out.
         """
-        if any(m.user == user for m in self.members):
+        if any(m.user == user and m != member for m in self.members):  # unchanged: no redraw
             self.set_members([member if m.user == user else m for m in self.members])

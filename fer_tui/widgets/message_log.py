@@ -219,6 +219,7 @@ class MessageLog(ScrollView, can_focus=False):
         self._last_day: str | None = None
         self._flush_timer: Timer | None = None
         self._cache: OrderedDict[_Row, list[Strip]] = OrderedDict()
+        self._base: Style | None = None
         self._query: re.Pattern[str] | None = None
         self._matches: list[_Row] = []
         self._current: int = -1
@@ -435,7 +436,14 @@ class MessageLog(ScrollView, can_focus=False):
         return index if 0 <= index < self._laid and self._rows[index] is row else None
 
     def _update_virtual_size(self) -> None:
-        self.virtual_size = Size(self._width, self._bottom - self._top)
+        size = Size(self._width, self._bottom - self._top)
+        if size == self.virtual_size:
+            return
+        # Not the reactive's setter: it would lay out the whole screen again on every
+        # batch (the log's own size never depends on its rows); only the scrollbars change.
+        self.set_reactive(ScrollView.virtual_size, size)
+        self._scroll_update(size)
+        self.refresh()
 
     def _measure(self, row: _Row, width: int) -> int:
         """Screen rows ``row`` takes at ``width``; a short one-line row is not rendered for it."""
@@ -478,6 +486,9 @@ class MessageLog(ScrollView, can_focus=False):
         if row.kind == "entry" and row.entry.mention:
             mention = self.get_component_rich_style("message-log--mention", partial=True)
             strips = [strip.extend_cell_length(width, mention) for strip in strips]
+        # Finished here, once per row: render_line runs for every visible line of every frame.
+        base = self._base_style()
+        strips = [strip.apply_style(base).crop_extend(0, width, base) for strip in strips]
         self._cache[row] = strips
         if len(self._cache) > _RENDER_CACHE_ROWS:
             self._cache.popitem(last=False)
@@ -505,10 +516,15 @@ class MessageLog(ScrollView, can_focus=False):
         for match in self._query.finditer(text.plain):
             text.stylize(style, match.start(), match.end())
 
+    def _base_style(self) -> Style:
+        if self._base is None:
+            self._base = self.rich_style
+        return self._base
+
     def render_line(self, y: int) -> Strip:
         scroll_x, scroll_y = self.scroll_offset
         width = self.size.width
-        base = self.rich_style
+        base = self._base_style()
         target = self._top + scroll_y + y
         if self._laid == 0 or not self._top <= target < self._bottom:
             return Strip.blank(width, base)
@@ -516,8 +532,10 @@ class MessageLog(ScrollView, can_focus=False):
         row = self._rows[index]
         strips = self._strips(row, self._width)
         offset = target - row.start
-        strip = strips[offset] if offset < len(strips) else Strip([])
-        return strip.apply_style(base).crop_extend(scroll_x, scroll_x + width, base)
+        strip = strips[offset] if offset < len(strips) else Strip.blank(self._width, base)
+        if scroll_x == 0 and width == self._width:
+            return strip
+        return strip.crop_extend(scroll_x, scroll_x + width, base)
 
     def on_resize(self) -> None:
         if self._content_width() != self._width:
@@ -526,8 +544,13 @@ class MessageLog(ScrollView, can_focus=False):
     def on_mount(self) -> None:
         self.call_after_refresh(self.flush)
 
+    def on_show(self) -> None:
+        # Rows that arrived while hidden (another buffer shown) had no width: lay them out.
+        self.flush()
+
     def notify_style_update(self) -> None:
         super().notify_style_update()
+        self._base = None
         self._cache.clear()
 
     # --- the top ----------------------------------------------------------------
