@@ -7,9 +7,10 @@ A client in several rooms holds one WebSocket per room (``docs/protocol.md``):
 the alternative, several rooms multiplexed on one connection, would save the
 hub one connection per extra room (and coalesce a user's rooms into fewer
 writes), since each message still goes once to each member of its room. This
-script measures that saving's size. For each rooms-per-user count R, a fresh ``fer-hub`` process (default
-settings but the rate limit, keepalive at ``--ping-interval``) gets ``--users``
-users, each joining R rooms on R connections, as the real client does:
+script measures that saving's size. For each rooms-per-user count R, a fresh
+``fer-hub`` process (default settings but the rate limit, keepalive at
+``--ping-interval``) gets ``--users`` users, each joining R rooms on R
+connections, as the real client does:
 
 * RSS: the hub's resident memory from /proc before any connection (the
   baseline of the row) and with every connection joined; per connection;
