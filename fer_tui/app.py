@@ -411,6 +411,7 @@ class FerApp(App[None]):
                 self.chat.show_topic(buffer)
         elif isinstance(event, HistoryPage):
             self._show_history_page(buffer, event.messages)
+            buffer.history_complete = buffer.history_complete or event.complete
         elif isinstance(event, HubError):
             error = event.error
             self.notify(  # wire text: made inert, and never read as markup
@@ -584,6 +585,8 @@ class FerApp(App[None]):
         """Scrolled to the top of a room's log: ask its hub for the page before it."""
         current = self.buffers.current
         if current is None or current.kind != "room" or current.oldest_seq is None:
+            return
+        if current.history_complete:
             return
         connection = self.connections.get(current.room)
         if connection is not None and current.oldest_seq > 1:

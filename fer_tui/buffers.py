@@ -47,6 +47,8 @@ class Buffer:
     live_after: int | None = None
     #: The oldest seq in the log: scrolling to the top asks for the page before it.
     oldest_seq: int | None = None
+    #: The hub said it keeps nothing older than ``oldest_seq``: stop asking.
+    history_complete: bool = False
 
     @property
     def title(self) -> str:

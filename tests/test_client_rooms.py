@@ -189,6 +189,7 @@ async def test_scrolling_to_the_top_fetches_older_messages(model: Path) -> None:
             await wait_until(lambda: len(log_texts(app)) == 30, what="older pages")
             await pilot.pause()
             assert log_texts(app) == [f"old message {n}" for n in range(30)]
+            await wait_until(lambda: app.buffers.get("lobby").history_complete, what="the end")
 
 
 async def test_commands_across_two_hubs_on_redis(model: Path, tmp_path: Path) -> None:
