@@ -4,6 +4,7 @@ Run from the repo root (needs ``../shared/data/faces``)::
 
     .venv/bin/python bench/client_bench.py            # everything, with the fer peer
     .venv/bin/python bench/client_bench.py --skip-fer # without the fer package
+    .venv/bin/python bench/client_bench.py --log      # only the log section (bench/log_bench.py)
 
 Frames are the 12 real photos letterboxed into 640×480 and 1280×720 canvases.
 Both pipelines run on one thread (OpenMP, OpenCV and TensorFlow limited to 1).
@@ -415,8 +416,8 @@ def receiver_child(url: str) -> None:
     from fer_tui.connection import MessageReceived, StateChanged
 
     class Receiver(FerApp):
-        def _show_hub_event(self, event) -> None:
-            super()._show_hub_event(event)
+        def _show_hub_event(self, room, event) -> None:
+            super()._show_hub_event(room, event)
             if isinstance(event, MessageReceived):
                 shown = time.perf_counter()
                 print(json.dumps({"text": event.message.text, "t": shown}), flush=True)
@@ -503,7 +504,15 @@ def spawn_until_ready(args: list[str]) -> float:
 
 
 def main() -> None:
+    if "--log" in sys.argv:  # the log section: its own flags (--rate, --seconds, --fill)
+        from log_bench import main as log_main
+
+        log_main([arg for arg in sys.argv[1:] if arg != "--log"])
+        return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--log", action="store_true", help="only the log benchmark (see bench/log_bench.py)"
+    )
     parser.add_argument("--skip-fer", action="store_true", help="leave out the fer peer")
     parser.add_argument("--repeat", type=int, default=5, help="passes over the frames")
     parser.add_argument("--idle-seconds", type=float, default=10.0)

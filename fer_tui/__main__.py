@@ -47,6 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
         " file (this flag wins, then the variable, then the file)",
     )
     parser.add_argument(
+        "--scrollback", type=int, metavar="N", help="rows each log keeps (default 100000)"
+    )
+    parser.add_argument(
         "--debug-dir",
         metavar="DIR",
         help="save each message's annotated frame and 48x48 crop here "

@@ -56,6 +56,17 @@ class Settings:
     fps: float = 4.0
     preview: bool = True
     tagging: bool = True
+    scrollback: int = 100_000  # rows each log keeps (messages, notices, date lines)
+    #: Ring the terminal bell when a message mentions you or a direct message arrives.
+    bell: bool = True
+    #: Also raise a desktop notification (OSC 9/777) where the terminal supports one.
+    desktop_notify: bool = False
+    #: A paste of this many lines or more asks before sending them.
+    paste_confirm_lines: int = 3
+    #: Minutes of tags the room's mood summary covers.
+    mood_minutes: float = 10.0
+    #: More rooms to join at start, after ``room`` (a list, or names split by commas).
+    rooms: tuple[str, ...] = ()
 
     def merged(self, values: dict[str, Any]) -> Settings:
         """Return a copy with ``values`` (``None`` values ignored) applied and checked."""
@@ -73,15 +84,32 @@ class Settings:
             raise ConfigError(f"threshold must be between 0 and 1, got {result.threshold}")
         if not 0.0 < result.fps <= 60.0:  # also refuses NaN
             raise ConfigError(f"fps must be in (0, 60], got {result.fps}")
+        if result.scrollback < 1:
+            raise ConfigError(f"scrollback must be at least 1, got {result.scrollback}")
+        if result.paste_confirm_lines < 2:
+            raise ConfigError(
+                f"paste_confirm_lines must be 2 or more, got {result.paste_confirm_lines}"
+            )
+        if not 0.0 < result.mood_minutes <= 24 * 60:
+            raise ConfigError(f"mood_minutes must be in (0, 1440], got {result.mood_minutes}")
         return result
 
 
 def _coerce(key: str, value: Any, current: Any) -> Any:
     try:
+        if isinstance(current, tuple):
+            names = value.split(",") if isinstance(value, str) else value
+            if not isinstance(names, (list, tuple)) or not all(isinstance(n, str) for n in names):
+                raise TypeError
+            return tuple(name.strip() for name in names if name.strip())
         if isinstance(current, bool):
             if not isinstance(value, bool):
                 raise TypeError
             return value
+        if isinstance(current, int):
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise TypeError
+            return int(value)
         if isinstance(current, float):
             return float(value)
         return str(value)

@@ -220,7 +220,7 @@ async def test_embedded_hub_without_server(model: Path) -> None:
     async with app.run_test(size=SIZE) as pilot:
         await wait_until(lambda: online(app), what="online")
         assert app.hub_url is not None and app.hub_url.startswith("ws://127.0.0.1:")
-        notices = [str(n.render()) for n in app.chat.log_view.query(".notice")]
+        notices = app.chat.log_view.notices
         assert any("started a local hub" in n for n in notices)
         await type_and_send(pilot, "talking to myself")
         await wait_until(lambda: not entry(app, "talking to myself").pending, what="ack")

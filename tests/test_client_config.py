@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -94,3 +95,40 @@ def test_any_values_give_settings_or_config_error(values: dict) -> None:
     assert 0.0 <= merged.threshold <= 1.0
     assert 0 < merged.fps <= 60
     assert isinstance(merged.preview, bool)
+
+
+def test_chat_settings_from_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text(
+        "bell = false\ndesktop-notify = true\npaste_confirm_lines = 6\nmood_minutes = 2.5\n"
+    )
+    merged = load_settings({}, path)
+    assert (merged.bell, merged.desktop_notify) == (False, True)
+    assert (merged.paste_confirm_lines, merged.mood_minutes) == (6, 2.5)
+    assert Settings().bell and not Settings().desktop_notify  # bell on, notifications opt-in
+
+
+@pytest.mark.parametrize(
+    ("line", "words"),
+    [
+        ('bell = "yes"', "bad value for bell"),
+        ("paste_confirm_lines = 1", "paste_confirm_lines must be 2 or more"),
+        ("paste_confirm_lines = 2.5", "bad value for paste_confirm_lines"),
+        ("mood_minutes = 0", "mood_minutes must be in (0, 1440]"),
+        ("mood_minutes = nan", "mood_minutes must be in (0, 1440]"),
+    ],
+)
+def test_bad_chat_settings_are_clear_errors(tmp_path: Path, line: str, words: str) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text(line + "\n")
+    with pytest.raises(ConfigError, match=re.escape(words)):
+        load_settings({}, path)
+
+
+def test_rooms_setting_takes_a_list_or_commas(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text('rooms = ["ops", "random"]\n')
+    assert load_settings({}, path).rooms == ("ops", "random")
+    assert Settings().merged({"rooms": "ops, random,"}).rooms == ("ops", "random")
+    with pytest.raises(ConfigError, match="bad value for rooms"):
+        Settings().merged({"rooms": [1, 2]})

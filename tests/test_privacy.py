@@ -1,9 +1,12 @@
 """Privacy: during a chat with the camera on, no image data leaves the client or hits the disk.
 
 Every frame the client sends goes through a recording proxy on 127.0.0.1 in
-front of a real hub; each one is checked against the protocol's two client
-shapes. An audit hook records every file opened for writing and every socket
-the process connects to while the app runs.
+front of a real hub; each one is checked against the protocol's client shapes
+(join, message with its action/direct/picked variants, nick, topic, history).
+The session uses the commands that make those frames: a second room, ``/me``,
+``/msg``, ``/topic``, ``/nick`` and a hand-picked label. An audit hook records
+every file opened for writing and every socket the process connects to while
+the app runs.
 """
 
 from __future__ import annotations
@@ -20,7 +23,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from client_chat import online
 from client_fixtures import face_frames, model_path, wait_until
+from hub_fixtures import Peer
 from websockets.asyncio.client import connect
 from websockets.asyncio.server import ServerConnection, serve
 
@@ -34,7 +39,30 @@ pytestmark = pytest.mark.timeout(90)
 
 JOIN_KEYS = {"type", "room", "user", "since", "token", "session"}
 MESSAGE_KEYS = {"type", "id", "text", "emotion"}
-TYPED = ["hello there", "how are you today?", "a slightly longer message, to be sure"]
+#: What is typed, in order: lines, and keys ("alt+e" then picks "happy").
+TYPED = [
+    "hello there",
+    "/join r2",
+    "how are you today?",
+    "alt+1",
+    "/me waves at the camera",
+    "/msg bob a slightly longer message, to be sure",
+    "alt+1",
+    "alt+e",
+    "picked by hand",
+    "/topic privacy check",
+    "/nick alicia",
+    "after the rename",
+]
+#: The texts of the message frames those lines make.
+SENT = [
+    "hello there",
+    "how are you today?",
+    "waves at the camera",
+    "a slightly longer message, to be sure",
+    "picked by hand",
+    "after the rename",
+]
 BASE64ISH = re.compile(r"[A-Za-z0-9+/=_-]{64,}")
 
 _recording: dict[str, list] | None = None
@@ -96,22 +124,32 @@ async def recording_proxy(upstream: str, frames: list) -> AsyncIterator[str]:
 
 
 def check_frame(raw: str | bytes) -> dict:
-    """Assert ``raw`` is one of the two small client shapes with no room for pixels."""
+    """Assert ``raw`` is one of the small client shapes with no room for pixels."""
     assert isinstance(raw, str), "binary frame sent"
     assert len(raw.encode()) <= 1024, f"frame of {len(raw)} bytes"
     frame = json.loads(raw)
-    if frame["type"] == "join":
+    kind = frame["type"]
+    if kind == "join":
         assert set(frame) == JOIN_KEYS
+    elif kind == "nick":
+        assert set(frame) == {"type", "user"} and frame["user"] == "alicia"
+    elif kind == "topic":
+        assert set(frame) == {"type", "topic"} and frame["topic"] == "privacy check"
+    elif kind == "history":
+        assert set(frame) == {"type", "before", "limit"}
+        assert all(isinstance(frame[k], int) for k in ("before", "limit") if frame[k] is not None)
     else:
-        assert frame["type"] == "message"
-        assert set(frame) == MESSAGE_KEYS
-        assert frame["text"] in TYPED
+        assert kind == "message"
+        assert MESSAGE_KEYS <= set(frame) <= MESSAGE_KEYS | {"action", "to"}
+        assert frame["text"] in SENT
+        assert frame.get("action", True) is True and frame.get("to", "bob") == "bob"
         assert re.fullmatch(r"[0-9a-f]{32}", frame["id"])
         emotion = frame["emotion"]
         if emotion is not None:
-            assert set(emotion) == {"label", "confidence"}
+            assert set(emotion) in ({"label", "confidence"}, {"label", "confidence", "picked"})
             assert emotion["label"] in LABELS
             assert isinstance(emotion["confidence"], float)
+            assert emotion.get("picked", True) is True
     for key, value in frame.items():
         assert not isinstance(value, (list, dict)) or key == "emotion", key
         if isinstance(value, str) and key != "text":
@@ -156,7 +194,8 @@ async def run_session(model: Path, debug_dir: Path | None = None):
         )
         app = FerApp(settings, frame_source=FrameListSource(frames, interval=0.05))
         with recording() as seen:
-            async with app.run_test(size=(100, 30)) as pilot:
+            async with Peer.open(hub.url) as bob, app.run_test(size=(100, 30)) as pilot:
+                await bob.join("lobby", "bob")  # straight to the hub: /msg needs a recipient
                 await wait_until(
                     lambda: app.connection is not None and app.connection.state == "online",
                     what="online",
@@ -166,9 +205,23 @@ async def run_session(model: Path, debug_dir: Path | None = None):
                     what="camera running",
                 )
                 for text in TYPED:
+                    if text.startswith("alt+"):
+                        await pilot.press(text)
+                        await pilot.pause()
+                        if text == "alt+e":
+                            await pilot.press("down", "down", "down", "enter")  # happy
+                        continue
                     await pilot.press(*text, "enter")
                     await asyncio.sleep(0.3)  # let the camera move on to another photo
-                await wait_until(lambda: app.connection.pending == 0, what="acks")
+                    if text == "/join r2":
+                        await wait_until(lambda: online(app, "r2"), what="r2 online")
+                await wait_until(
+                    lambda: (
+                        all(c.pending == 0 for c in app.connections.values())
+                        and app.user == "alicia"
+                    ),
+                    what="acks and the rename",
+                )
                 analysed = app.capture.frames_analysed
         # The client may talk to the proxy; the proxy (in this process) to the hub.
         allowed = {("127.0.0.1", int(url.rsplit(":", 1)[1])) for url in (proxy_url, hub.url)}
@@ -182,8 +235,15 @@ async def test_hub_receives_no_image_data_and_nothing_is_written(
     assert analysed >= 3  # the camera really ran during the session
     frames = [check_frame(raw) for raw in sent]
     messages = [f for f in frames if f["type"] == "message"]
-    assert [f["type"] for f in frames].count("join") == 1
-    assert [m["text"] for m in messages] == TYPED
+    kinds = [f["type"] for f in frames]
+    assert kinds.count("join") == 2 and kinds.count("nick") == 2  # lobby and r2
+    assert kinds.count("topic") == 1
+    assert [m["text"] for m in messages] == SENT
+    assert [m.get("action", False) for m in messages].count(True) == 1
+    assert [m.get("to") for m in messages].count("bob") == 1
+    assert [m["emotion"] for m in messages if m["text"] == "picked by hand"] == [
+        {"label": "happy", "confidence": 1.0, "picked": True}
+    ]
     if real:  # real faces: the emotion, and only the emotion, went out
         assert all(m["emotion"] is not None for m in messages)
     assert seen["writes"] == []
@@ -202,4 +262,4 @@ async def test_debug_dir_is_the_only_way_to_write_images(
     # The audit hook does see writes: here every one of them is in the debug folder.
     assert seen["writes"], "audit hook saw no writes even with --debug-dir"
     assert all(Path(p).parent == debug for p in seen["writes"]), seen["writes"]
-    assert len(list(debug.glob("*_frame.jpg"))) == len(TYPED)
+    assert len(list(debug.glob("*_frame.jpg"))) == len(SENT)

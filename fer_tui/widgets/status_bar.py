@@ -6,6 +6,8 @@ from rich.text import Text
 from textual.reactive import reactive
 from textual.widgets import Static
 
+from fer_tui.inert import append_inert
+
 _STATE_STYLE = {
     "online": "bold green",
     "connecting": "yellow",
@@ -28,7 +30,7 @@ class StatusBar(Static):
     def render(self) -> Text:
         # Most urgent first: a narrow terminal cuts the end of the line.
         text = Text(no_wrap=True, overflow="ellipsis")
-        text.append(f"● {self.connection}", style=_STATE_STYLE.get(self.connection, ""))
+        append_inert(text, f"● {self.connection}", _STATE_STYLE.get(self.connection, ""))
         if self.pending:
             text.append(f" · {self.pending} pending", style="yellow")
         text.append(" │ ", style="dim")
@@ -39,7 +41,8 @@ class StatusBar(Static):
         for name, value in (("#", self.room), ("cam ", self.camera), ("model ", self.model)):
             text.append(" │ ", style="dim")
             text.append(name, style="dim")
-            text.append(value or "—")
+            append_inert(text, value or "—")  # the room and errors can come from the wire
         if self.detail:
-            text.append(f" │ {self.detail}", style="dim")
+            text.append(" │ ", style="dim")
+            append_inert(text, self.detail, "dim")
         return text
