@@ -457,6 +457,7 @@ _REFUSED_IN_NAME: Final = re.compile(r"[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u
 _REFUSED_IN_TEXT: Final = re.compile(
     r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff]"
 )
+_SURROGATE: Final = re.compile(r"[\ud800-\udfff]")
 
 
 def check_chars(field: str, value: str, *, text: bool = False) -> None:
@@ -469,9 +470,13 @@ def check_chars(field: str, value: str, *, text: bool = False) -> None:
     found = (_REFUSED_IN_TEXT if text else _REFUSED_IN_NAME).search(value)
     if found is None:
         return
-    point = ord(found.group())
-    if 0xD800 <= point <= 0xDFFF:
+    # A lone surrogate anywhere wins over a control before it: the string is
+    # not Unicode text at all, whichever refused code point comes first.
+    surrogate = _SURROGATE.search(value, found.start())
+    if surrogate is not None:
+        point = ord(surrogate.group())
         raise ProtocolError("bad_unicode", f"{field} holds lone surrogate U+{point:04X}")
+    point = ord(found.group())
     raise ProtocolError(
         "control_char", f"{field} holds control character U+{point:04X} at {found.start()}"
     )
