@@ -20,6 +20,7 @@ import dataclasses
 import functools
 import importlib
 import os
+import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -531,7 +532,7 @@ class FerApp(App[None]):
         emotion = message.emotion
         return LogEntry(
             message.id,
-            message.user,
+            sys.intern(message.user),  # one copy per member in a 100k-message log
             message.text,
             emotion,
             message.ts,

@@ -39,6 +39,7 @@ import json
 import math
 import re
 import secrets
+import sys
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final, Literal, TypeAlias
@@ -177,7 +178,7 @@ class ProtocolError(ValueError):
 # --- data -------------------------------------------------------------------
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class Emotion:
     """An expression label from :data:`hub.labels.LABELS` and its confidence."""
 
@@ -191,7 +192,7 @@ class Emotion:
         return {"label": self.label, "confidence": self.confidence}
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class Member:
     """A room member and the emotion of their latest message."""
 
@@ -202,7 +203,7 @@ class Member:
         return {"user": self.user, "emotion": _emotion_json(self.emotion)}
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class ChatMessage:
     """A message as the hub broadcasts it, stamped with room, user, seq and ts."""
 
@@ -536,7 +537,8 @@ def _parse_emotion(value: object) -> Emotion | None:
         or not 0.0 <= confidence <= 1.0
     ):
         raise ProtocolError("bad_emotion", "emotion confidence must be a number in 0..1")
-    return Emotion(label, float(confidence), _picked(value))
+    # The interned label: a log of 100k messages holds one copy of each, not 100k.
+    return Emotion(sys.intern(label), float(confidence), _picked(value))
 
 
 def _emotion_json(emotion: Emotion | None) -> dict[str, Any] | None:
