@@ -20,7 +20,7 @@ Per variant:
   CLOCK_MONOTONIC on Linux, one clock for all processes;
 * **keystroke echo**: a key pressed through Pilot every 100 ms, from the
   press until the input's value holds it (median / p95), during the burst and
-  for 20 presses after it;
+  for 20 presses after it (at most 60 s of them: the old log may take seconds a key);
 * **RSS growth**: VmRSS after the burst minus before it.
 
 Then **100k messages in scrollback**: a fresh app child gets ``--fill``
@@ -48,6 +48,8 @@ SENDERS = 2
 ROOM = "burst"
 #: Longest wait for the last message to show; the old log may never catch up in time.
 CATCH_UP_LIMIT = 60.0
+#: Longest time spent on the 20 keystrokes after the burst (the old log takes seconds per key).
+AFTER_LIMIT = 60.0
 
 
 def rss_mb() -> float:
@@ -131,7 +133,9 @@ def burst_child(variant: str, url: str) -> None:
                 await asyncio.sleep(0.02)
             seen = time.perf_counter()
             shown = _on_screen(app, last_text)
-            after = [await _press_timed(pilot, app, "y") for _ in range(20)]
+            after: list[float] = []
+            while len(after) < 20 and time.perf_counter() < seen + AFTER_LIMIT:
+                after.append(await _press_timed(pilot, app, "y"))
             return {
                 "catch_up_s": seen - t_end if shown else None,
                 "echo_during": during,
@@ -240,7 +244,7 @@ async def run_burst(variant: str, url: str, rate: float, seconds: float) -> dict
         t_end, last_text = max(results)
         child.stdin.write((json.dumps([t_end, last_text]) + "\n").encode())
         await child.stdin.drain()
-        line = await asyncio.wait_for(child.stdout.readline(), CATCH_UP_LIMIT + 120)
+        line = await asyncio.wait_for(child.stdout.readline(), CATCH_UP_LIMIT + AFTER_LIMIT + 180)
         return json.loads(line)
     finally:
         if child.returncode is None:
