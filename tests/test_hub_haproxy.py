@@ -1,0 +1,201 @@
+"""Three ``fer-hub --redis`` processes behind a real HAProxy running ``deploy/haproxy.cfg``.
+
+The shipped config itself is tested: the test only fills in its environment
+variables (addresses, a faster health check). Clients are the app's own
+:class:`fer_tui.connection.HubConnection`, which reconnects, resumes with
+``since`` + ``session`` and resends what was not acknowledged. Everything runs
+on 127.0.0.1; the test skips with a message where ``haproxy`` or
+``redis-server`` is missing (``.ci/run`` installs both).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from hub_fixtures import REPO, Peer, free_port, start_hub_process
+from redis_fixtures import RedisServer, redis_server
+
+from fer_tui.connection import HubConnection, HubEvent, MessageReceived, StateChanged
+
+pytestmark = [pytest.mark.timeout(60), pytest.mark.slow]
+
+CONFIG = REPO / "deploy" / "haproxy.cfg"
+CLIENTS = 6
+PER_CLIENT = 20  # 120 messages: all fit in one join's history (200)
+PACE = 0.1  # seconds between one client's messages: under the hub's 5/s after the burst
+KILL_AFTER = 8  # messages each client has queued when the hub dies
+
+
+def haproxy_binary() -> str:
+    path = shutil.which("haproxy")
+    if path is None:
+        pytest.skip("no haproxy on PATH (apt-get install haproxy; .ci/run does)")
+    return path
+
+
+@pytest.fixture
+def redis(tmp_path: Path) -> Iterator[RedisServer]:
+    with redis_server(tmp_path) as server:
+        yield server
+
+
+def _stop(proc: subprocess.Popen[str]) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)
+
+
+def _wait_listening(port: int, proc: subprocess.Popen[str], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                out = proc.stdout.read() if proc.stdout and proc.poll() is not None else ""
+                raise AssertionError(f"haproxy did not listen on {port}: {out}") from None
+            time.sleep(0.02)
+
+
+@pytest.fixture
+def cluster(redis: RedisServer) -> Iterator[tuple[str, list[subprocess.Popen[str]]]]:
+    """Three hubs on ``redis`` and HAProxy in front; yields the proxy's URL and the hubs."""
+    binary = haproxy_binary()
+    hubs: list[subprocess.Popen[str]] = []
+    proxy: subprocess.Popen[str] | None = None
+    try:
+        env = dict(os.environ)
+        for n in range(1, 4):
+            proc, url = start_hub_process(
+                "--redis", redis.url, "--redis-heartbeat", "0.2", "--log-level", "WARNING"
+            )
+            hubs.append(proc)
+            env[f"HUB{n}"] = url.removeprefix("ws://")
+        port = free_port()
+        env.update(LB_BIND=f"127.0.0.1:{port}", LB_CHECK_INTER="200ms", LB_MAXCONN="1000")
+        check = subprocess.run(
+            [binary, "-c", "-f", str(CONFIG)], env=env, capture_output=True, text=True
+        )
+        assert check.returncode == 0, check.stdout + check.stderr
+        proxy = subprocess.Popen(
+            [binary, "-db", "-f", str(CONFIG)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        _wait_listening(port, proxy)
+        yield f"ws://127.0.0.1:{port}", hubs
+    finally:
+        if proxy is not None:
+            _stop(proxy)
+        for proc in hubs:
+            _stop(proc)
+
+
+@dataclass
+class Client:
+    """One app connection through the proxy and what it reported."""
+
+    user: str
+    url: str
+    conn: HubConnection = field(init=False)
+    sent: list[str] = field(default_factory=list)
+    received: list[MessageReceived] = field(default_factory=list)
+    states: list[tuple[float, str]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.conn = HubConnection(self.url, "lobby", self.user, self.on_event, min_backoff=0.05)
+
+    def on_event(self, event: HubEvent) -> None:
+        if isinstance(event, MessageReceived):
+            self.received.append(event)
+        elif isinstance(event, StateChanged):
+            self.states.append((time.monotonic(), event.state))
+
+    def went_offline_after(self, moment: float) -> bool:
+        return any(t >= moment and s == "offline" for t, s in self.states)
+
+    def back_online_after(self, moment: float) -> float:
+        return min(t for t, s in self.states if t >= moment and s == "online")
+
+
+async def _until(condition: object, timeout: float) -> None:
+    assert callable(condition)
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.01)
+
+
+async def test_clients_of_a_killed_hub_resume_through_haproxy_losing_nothing(
+    cluster: tuple[str, list[subprocess.Popen[str]]],
+) -> None:
+    url, hubs = cluster
+    clients = [Client(f"u{n}", url) for n in range(CLIENTS)]
+    tasks = []
+    try:
+        for client in clients:  # one at a time: leastconn spreads them two per hub
+            tasks.append(asyncio.create_task(client.conn.run()))
+            await _until(lambda c=client: c.conn.state == "online", 10)
+
+        async def talk(client: Client, n: int) -> None:
+            client.sent.append(client.conn.send(f"{client.user} says {n}", None))
+            await asyncio.sleep(PACE)
+
+        for n in range(KILL_AFTER):
+            await asyncio.gather(*(talk(c, n) for c in clients))
+        killed_at = time.monotonic()
+        hubs[0].send_signal(signal.SIGKILL)  # mid-conversation: acks are in flight
+        hubs[0].wait(10)
+        for n in range(KILL_AFTER, PER_CLIENT):  # everyone keeps typing meanwhile
+            await asyncio.gather(*(talk(c, n) for c in clients))
+
+        total = CLIENTS * PER_CLIENT
+        await _until(
+            lambda: all(len(c.received) >= total and not c.conn.pending for c in clients), 15
+        )
+        done_at = time.monotonic()
+        await asyncio.sleep(0.3)  # anything extra would show up now
+
+        moved = [c for c in clients if c.went_offline_after(killed_at)]
+        assert 1 <= len(moved) < CLIENTS, [c.states for c in clients]
+        every_id = {id for c in clients for id in c.sent}
+        assert len(every_id) == total
+        for client in clients:
+            got = [event.message for event in client.received]
+            assert [m.seq for m in got] == list(range(1, total + 1)), client.user
+            assert {m.id for m in got} == every_id, client.user  # each one, exactly once
+            for sender in clients:  # each sender's messages in the order it typed them
+                assert [m.id for m in got if m.user == sender.user] == sender.sent
+        async with Peer.open(url) as reader:  # the room itself holds each message once
+            joined = await reader.join("lobby", "reader", since=0)
+            assert sorted(m["id"] for m in joined["history"]) == sorted(every_id)
+            assert joined["seq"] == total
+
+        reconnect = max(c.back_online_after(killed_at) for c in moved) - killed_at
+        print(
+            f"\nhaproxy failover: {len(moved)} of {CLIENTS} clients on the killed hub; "
+            f"all back online (resumed on another hub) {reconnect * 1000:.0f} ms after SIGKILL; "
+            f"all {total} messages delivered to all {CLIENTS} "
+            f"{(done_at - killed_at) * 1000:.0f} ms after it "
+            f"(typing went on for {(PER_CLIENT - KILL_AFTER) * PACE:.1f} s of that)"
+        )
+    finally:
+        for client in clients:
+            await client.conn.close()
+        await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 5)
