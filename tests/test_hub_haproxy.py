@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shutil
 import signal
 import socket
@@ -72,9 +73,21 @@ def _wait_listening(port: int, proc: subprocess.Popen[str], timeout: float = 10.
             time.sleep(0.02)
 
 
+@dataclass
+class Cluster:
+    url: str  # the proxy's
+    hubs: list[subprocess.Popen[str]]
+    proxy: subprocess.Popen[str]
+
+    def proxy_log(self) -> str:
+        """Stop the proxy and return what it logged (server state changes among it)."""
+        _stop(self.proxy)
+        return self.proxy.stdout.read() if self.proxy.stdout else ""
+
+
 @pytest.fixture
-def cluster(redis: RedisServer) -> Iterator[tuple[str, list[subprocess.Popen[str]]]]:
-    """Three hubs on ``redis`` and HAProxy in front; yields the proxy's URL and the hubs."""
+def cluster(redis: RedisServer) -> Iterator[Cluster]:
+    """Three hubs on ``redis`` and HAProxy in front."""
     binary = haproxy_binary()
     hubs: list[subprocess.Popen[str]] = []
     proxy: subprocess.Popen[str] | None = None
@@ -100,7 +113,7 @@ def cluster(redis: RedisServer) -> Iterator[tuple[str, list[subprocess.Popen[str
             text=True,
         )
         _wait_listening(port, proxy)
-        yield f"ws://127.0.0.1:{port}", hubs
+        yield Cluster(f"ws://127.0.0.1:{port}", hubs, proxy)
     finally:
         if proxy is not None:
             _stop(proxy)
@@ -143,9 +156,9 @@ async def _until(condition: object, timeout: float) -> None:
 
 
 async def test_clients_of_a_killed_hub_resume_through_haproxy_losing_nothing(
-    cluster: tuple[str, list[subprocess.Popen[str]]],
+    cluster: Cluster,
 ) -> None:
-    url, hubs = cluster
+    url, hubs = cluster.url, cluster.hubs
     clients = [Client(f"u{n}", url) for n in range(CLIENTS)]
     tasks = []
     try:
@@ -187,6 +200,7 @@ async def test_clients_of_a_killed_hub_resume_through_haproxy_losing_nothing(
             assert sorted(m["id"] for m in joined["history"]) == sorted(every_id)
             assert joined["seq"] == total
 
+        await _until(lambda: "hub1 is DOWN" in _log_so_far(cluster.proxy), 5)
         reconnect = max(c.back_online_after(killed_at) for c in moved) - killed_at
         print(
             f"\nhaproxy failover: {len(moved)} of {CLIENTS} clients on the killed hub; "
@@ -199,3 +213,19 @@ async def test_clients_of_a_killed_hub_resume_through_haproxy_losing_nothing(
         for client in clients:
             await client.conn.close()
         await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 5)
+    # The checks took the dead hub, and only it, out of the pool: the live
+    # ones kept answering GET /healthz with 200 (anything else marks them down).
+    log = _LOGS.get(cluster.proxy.pid, "") + cluster.proxy_log()
+    assert set(re.findall(r"Server (\S+) is DOWN", log)) == {"fer_hubs/hub1"}, log
+
+
+#: What each proxy logged so far, read without blocking (keyed by pid).
+_LOGS: dict[int, str] = {}
+
+
+def _log_so_far(proxy: subprocess.Popen[str]) -> str:
+    assert proxy.stdout is not None
+    os.set_blocking(proxy.stdout.fileno(), False)
+    chunk = proxy.stdout.read()
+    _LOGS[proxy.pid] = _LOGS.get(proxy.pid, "") + (chunk or "")
+    return _LOGS[proxy.pid]
