@@ -3,7 +3,10 @@
 The shipped config itself is tested: the test only fills in its environment
 variables (addresses, a faster health check). Clients are the app's own
 :class:`fer_tui.connection.HubConnection`, which reconnects, resumes with
-``since`` + ``session`` and resends what was not acknowledged. Everything runs
+``since`` + ``session`` and resends what was not acknowledged. One hub is
+SIGKILLed (its sockets close) or SIGSTOPped (a hung hub: only the health
+check and ``on-marked-down shutdown-sessions`` move its clients; the frozen
+case fails without that line) mid-conversation. Everything runs
 on 127.0.0.1; the test skips with a message where ``haproxy`` or
 ``redis-server`` is missing (``.ci/run`` installs both).
 """
@@ -52,6 +55,7 @@ def redis(tmp_path: Path) -> Iterator[RedisServer]:
 
 def _stop(proc: subprocess.Popen[str]) -> None:
     if proc.poll() is None:
+        proc.send_signal(signal.SIGCONT)  # a hub the test froze
         proc.terminate()
     try:
         proc.wait(10)
@@ -155,8 +159,18 @@ async def _until(condition: object, timeout: float) -> None:
             await asyncio.sleep(0.01)
 
 
-async def test_clients_of_a_killed_hub_resume_through_haproxy_losing_nothing(
-    cluster: Cluster,
+@pytest.mark.parametrize(
+    "failure",
+    [
+        # Its sockets close at once: HAProxy closes the clients' side.
+        pytest.param(signal.SIGKILL, id="killed"),
+        # Its sockets stay open but nothing answers: only the health check
+        # finds it, and only `on-marked-down shutdown-sessions` moves its clients.
+        pytest.param(signal.SIGSTOP, id="frozen"),
+    ],
+)
+async def test_clients_of_a_dead_hub_resume_through_haproxy_losing_nothing(
+    cluster: Cluster, failure: signal.Signals
 ) -> None:
     url, hubs = cluster.url, cluster.hubs
     clients = [Client(f"u{n}", url) for n in range(CLIENTS)]
@@ -173,8 +187,7 @@ async def test_clients_of_a_killed_hub_resume_through_haproxy_losing_nothing(
         for n in range(KILL_AFTER):
             await asyncio.gather(*(talk(c, n) for c in clients))
         killed_at = time.monotonic()
-        hubs[0].send_signal(signal.SIGKILL)  # mid-conversation: acks are in flight
-        hubs[0].wait(10)
+        hubs[0].send_signal(failure)  # mid-conversation: acks are in flight
         for n in range(KILL_AFTER, PER_CLIENT):  # everyone keeps typing meanwhile
             await asyncio.gather(*(talk(c, n) for c in clients))
 
@@ -203,8 +216,8 @@ async def test_clients_of_a_killed_hub_resume_through_haproxy_losing_nothing(
         await _until(lambda: "hub1 is DOWN" in _log_so_far(cluster.proxy), 5)
         reconnect = max(c.back_online_after(killed_at) for c in moved) - killed_at
         print(
-            f"\nhaproxy failover: {len(moved)} of {CLIENTS} clients on the killed hub; "
-            f"all back online (resumed on another hub) {reconnect * 1000:.0f} ms after SIGKILL; "
+            f"\nhaproxy failover ({failure.name}): {len(moved)} of {CLIENTS} clients on that hub; "
+            f"all back online (resumed on another hub) {reconnect * 1000:.0f} ms after it; "
             f"all {total} messages delivered to all {CLIENTS} "
             f"{(done_at - killed_at) * 1000:.0f} ms after it "
             f"(typing went on for {(PER_CLIENT - KILL_AFTER) * PACE:.1f} s of that)"
