@@ -193,8 +193,8 @@ async def test_clients_of_a_dead_hub_resume_through_haproxy_losing_nothing(
         for n in range(KILL_AFTER):
             await asyncio.gather(*(talk(c, n) for c in clients))
         killed_at = time.monotonic()
-        hubs[0].send_signal(failure)  # mid-conversation: acks are in flight
-        for n in range(KILL_AFTER, PER_CLIENT):  # everyone keeps typing meanwhile
+        hubs[0].send_signal(failure)  # mid-conversation: all six keep typing
+        for n in range(KILL_AFTER, PER_CLIENT):  # its two queue theirs in the outbox
             await asyncio.gather(*(talk(c, n) for c in clients))
 
         total = CLIENTS * PER_CLIENT
