@@ -1,12 +1,13 @@
 """Three ``fer-hub --redis`` processes behind a real HAProxy running ``deploy/haproxy.cfg``.
 
 The shipped config itself is tested: the test only fills in its environment
-variables (addresses, a faster health check). Clients are the app's own
+variables (addresses, a faster health check, a lower maxconn). Clients are the app's own
 :class:`fer_tui.connection.HubConnection`, which reconnects, resumes with
 ``since`` + ``session`` and resends what was not acknowledged. One hub is
 SIGKILLed (its sockets close) or SIGSTOPped (a hung hub: only the health
 check and ``on-marked-down shutdown-sessions`` move its clients; the frozen
-case fails without that line) mid-conversation. Everything runs
+case fails without that line) mid-conversation, or Redis is restarted (every
+hub fails its check, and everyone is closed and comes back). Everything runs
 on 127.0.0.1; the test skips with a message where ``haproxy`` or
 ``redis-server`` is missing (``.ci/run`` installs both).
 """
