@@ -41,7 +41,9 @@ PACE = 0.1  # seconds between one client's messages: under the hub's 5/s after t
 KILL_AFTER = 8  # messages each client has queued when the hub dies
 
 
-def haproxy_binary() -> str:
+@pytest.fixture
+def haproxy() -> str:
+    """Path of ``haproxy``, or skip (before any process is started)."""
     path = shutil.which("haproxy")
     if path is None:
         pytest.skip("no haproxy on PATH (apt-get install haproxy; .ci/run does)")
@@ -90,9 +92,9 @@ class Cluster:
 
 
 @pytest.fixture
-def cluster(redis: RedisServer, tmp_path: Path) -> Iterator[Cluster]:
+def cluster(haproxy: str, redis: RedisServer, tmp_path: Path) -> Iterator[Cluster]:
     """Three hubs on ``redis`` and HAProxy in front."""
-    binary = haproxy_binary()
+    binary = haproxy
     hubs: list[subprocess.Popen[str]] = []
     proxy: subprocess.Popen[bytes] | None = None
     try:
