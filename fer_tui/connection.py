@@ -217,7 +217,8 @@ class HubConnection:
         text = protocol.neutralize(text, text=True)
         message = Outgoing(protocol.new_message_id(), text, emotion, action, to)
         self.outbox[message.id] = message
-        if self.state == "online" and self._ws is not None:
+        # While a resend is due it carries this message too, after the older ones.
+        if self.state == "online" and self._ws is not None and not self._resend_scheduled:
             self._spawn(self._transmit(self._ws, message))
         return message.id
 
@@ -333,6 +334,10 @@ class HubConnection:
         self.members = joined.members
         self._failures = 0  # backoff starts over after every successful join
         self._joined = True
+        resend = bool(self.outbox)
+        # Set before the events below: a message typed in their handlers must
+        # wait for the resend, not overtake what is queued.
+        self._resend_scheduled = self._resend_scheduled or resend
         self.state = "online"
         self.on_event(JoinedRoom(joined))
         self.on_event(StateChanged("online", self.url))
@@ -345,7 +350,7 @@ class HubConnection:
         else:
             for message in joined.history:
                 self._on_message(message)
-        if self.outbox:  # in a task: the paced resend must not stall reading
+        if resend:  # in a task: the paced resend must not stall reading
             self._spawn(self._resend_later(ws, 0.0))
 
     def _on_presence(self, presence: Presence) -> None:
@@ -417,19 +422,25 @@ class HubConnection:
             self._spawn(self._resend_later(ws, RESEND_ERRORS[error.code]))
 
     async def _resend_later(self, ws: ClientConnection, delay: float) -> None:
+        """Send everything pending, oldest first, holding the send lock throughout:
+        a message typed meanwhile waits for the lock and so goes after them."""
         await asyncio.sleep(delay)
-        self._resend_scheduled = False
-        for message in list(self.outbox.values()):
-            await self._transmit(ws, message)
+        async with self._send_lock:
+            self._resend_scheduled = False
+            for message in list(self.outbox.values()):
+                await self._send_now(ws, message)
 
     async def _transmit(self, ws: ClientConnection, message: Outgoing) -> None:
         """Send ``message`` in order, paced by the hub's default rate limit."""
         async with self._send_lock:
-            await self._take_token()
-            if message.id not in self.outbox:
-                return  # acknowledged while it waited
-            with contextlib.suppress(ConnectionClosed):
-                await ws.send(message.frame())
+            await self._send_now(ws, message)
+
+    async def _send_now(self, ws: ClientConnection, message: Outgoing) -> None:
+        await self._take_token()
+        if message.id not in self.outbox:
+            return  # acknowledged while it waited
+        with contextlib.suppress(ConnectionClosed):
+            await ws.send(message.frame())
 
     async def _send_paced(self, ws: ClientConnection, frame: str, delay: float = 0.0) -> None:
         """Send a request frame in turn with messages, paced like them."""

@@ -133,6 +133,38 @@ async def test_resume_with_since_after_a_dropped_connection() -> None:
             await bob.close()
 
 
+async def test_a_message_typed_as_the_link_returns_goes_after_the_queued_ones() -> None:
+    # The race a failover opens: the user types the moment the room is back
+    # online, before the queued messages have been resent.
+    port = free_port()
+    url = f"ws://127.0.0.1:{port}"
+    events: list[HubEvent] = []
+
+    def on_event(event: HubEvent) -> None:
+        events.append(event)
+        if isinstance(event, StateChanged) and event.state == "online":
+            conn.send("typed as it came back", None)
+
+    conn = HubConnection(url, "r", "alice", on_event, min_backoff=0.05, max_backoff=0.1)
+    task = asyncio.create_task(conn.run())
+    try:
+        queued = [conn.send(f"queued {i}", None) for i in range(3)]
+        async with serve_hub(HubConfig(host="127.0.0.1", port=port)):
+            bob = Client(url, "bob")
+            try:
+                await wait_until(lambda: len(bob.received()) >= 4, what="all delivered")
+                await wait_until(lambda: conn.pending == 0, what="all acknowledged")
+                texts = [m.text for m in bob.received()]
+                assert texts[:3] == [f"queued {i}" for i in range(3)]
+                assert texts[3:] == ["typed as it came back"]
+                assert [m.id for m in bob.received()][:3] == queued
+            finally:
+                await bob.close()
+    finally:
+        await conn.close()
+        await asyncio.wait_for(task, 5)
+
+
 async def test_unreachable_hub_keeps_retrying_and_queues() -> None:
     events: list[HubEvent] = []
     conn = HubConnection(
