@@ -39,15 +39,17 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import secrets
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import hiredis
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 from . import protocol
 from .cluster import (
@@ -617,10 +619,35 @@ class RedisEngine:
         return results
 
     async def _evalsha(self, calls: list[tuple[str, tuple[Any, ...]]]) -> list[Any]:
-        pipe = self.redis.pipeline(transaction=False)
-        for script, args in calls:
-            pipe.evalsha(self._scripts[script].sha, 0, self.prefix, *args)
-        return await pipe.execute(raise_on_error=False)
+        """EVALSHA ``calls`` as one write on one pooled connection; replies in order.
+
+        Packed by hiredis (C) in one buffer and read back reply by reply:
+        redis-py's ``Pipeline`` builds a command object per call and packs
+        it in Python, which measured as most of the hub's CPU per message.
+        An error reply becomes that call's result, as ``raise_on_error=False``
+        would; a broken connection fails the whole batch.
+        """
+        packed = b"".join(
+            hiredis.pack_command(("EVALSHA", self._scripts[script].sha, 0, self.prefix, *args))
+            for script, args in calls
+        )
+        pool = self.redis.connection_pool
+        conn = await pool.get_connection()
+        try:
+            await conn.send_packed_command(packed, check_health=False)
+            results: list[Any] = []
+            # The first reply waits under the socket timeout; the rest follow it
+            # in the same write, so they skip the per-read timeout's timer.
+            timeout = None
+            for _ in calls:
+                try:
+                    results.append(await conn.read_response(timeout=timeout))
+                except ResponseError as exc:
+                    results.append(exc)
+                timeout = math.inf
+        finally:
+            await pool.release(conn)
+        return results
 
     # --- subscription ------------------------------------------------------------
 
@@ -645,16 +672,42 @@ class RedisEngine:
         """Read pub/sub forever; on a broken subscription, reconnect and resync."""
         while not self._closing:
             try:
-                message = await self.pubsub.get_message(timeout=self.heartbeat)
+                reply = await self._read_pubsub()
+                while reply is not None:
+                    self._on_pubsub(reply)
+                    reply = await self._buffered_pubsub()
             except UNREACHABLE as exc:
                 self._outage(exc)
                 await self._resubscribe()
-                continue
-            if message is not None:
-                self._on_pubsub(message)
 
-    def _on_pubsub(self, message: dict[str, Any]) -> None:
-        kind, channel = message["type"], message["channel"]
+    async def _read_pubsub(self) -> list[Any] | None:
+        """The next raw reply on the subscription, or None after ``heartbeat`` s of quiet.
+
+        Read off the subscription's connection rather than through
+        ``PubSub.get_message``: its retry, health check and message dict cost
+        the hub more CPU per event than the rest of the delivery (measured
+        with cProfile under ``bench/hub_bench.py --hubs``).
+        """
+        conn = self.pubsub.connection
+        if conn is None:
+            raise ConnectionError("the subscription has no connection")
+        reply = await conn.read_response(timeout=self.heartbeat, push_request=True)
+        if reply is not None and reply[0] not in ("message", "smessage"):
+            await self.pubsub.handle_message(reply)  # its bookkeeping of (un)subscribes
+        return reply
+
+    async def _buffered_pubsub(self) -> list[Any] | None:
+        """The next reply if it is already buffered (no timer per read), else None."""
+        conn = self.pubsub.connection
+        if conn is None or not await conn.can_read():
+            return None
+        reply = await conn.read_response(timeout=math.inf, push_request=True)
+        if reply[0] not in ("message", "smessage"):
+            await self.pubsub.handle_message(reply)
+        return reply
+
+    def _on_pubsub(self, reply: list[Any]) -> None:
+        kind, channel = reply[0], reply[1]
         if kind == "subscribe":
             confirmed = self._subscribed.get(channel)
             if confirmed is not None and not confirmed.done():
@@ -664,7 +717,7 @@ class RedisEngine:
             if room is None:
                 return
             try:
-                event = decode_event(message["data"])
+                event = decode_event(reply[2])
             except (ValueError, KeyError, TypeError) as exc:
                 logger.error("malformed event on %s: %r", channel, exc)
                 return
