@@ -4,22 +4,22 @@ Every hub on the same Redis serves the same rooms. What must be one thing for
 all of them lives in Redis, changed only by Lua scripts (atomic, so the order
 Redis runs them in is *the* order):
 
-=====================================  =============================================
-``<p>room:<name>:seq``                 the room's message counter (``INCR``)
-``<p>room:<name>:pos``                 the room's event counter: messages, joins, leaves
-``<p>room:<name>:log``                 a stream of chat frames, entry id ``<seq>-0``,
-                                       capped at ``--history-keep`` (``MAXLEN ~``)
-``<p>room:<name>:ids``                 sorted set ``user\\nid`` → seq: resend dedup,
-                                       trimmed with the log
-``<p>room:<name>:members``             hash user → {session, conn, hub, emotion}
-``<p>room:<name>:topic``               the topic frame as last set
-``<p>room:<name>:dm:<user>\\n<id>``     a direct message's frame, for resend dedup;
-                                       expires after ``DIRECT_DEDUP_SECONDS``
-``<p>room:<name>:events``              pub/sub channel: every change, numbered by pos
-``<p>hub:<id>``                        a hub's heartbeat, expiring after ``ttl``
-``<p>hub:<id>:members``                what that hub registered, to clean up after it
-``<p>hubs``                            every hub that registered once
-=====================================  =============================================
+=======================================  =============================================
+``<p>room:{<name>}:seq``                 the room's message counter (``INCR``)
+``<p>room:{<name>}:pos``                 the room's event counter: messages, joins, leaves
+``<p>room:{<name>}:log``                 a stream of chat frames, entry id ``<seq>-0``,
+                                         capped at ``--history-keep`` (``MAXLEN ~``)
+``<p>room:{<name>}:ids``                 sorted set ``user\\nid`` → seq: resend dedup,
+                                         trimmed with the log
+``<p>room:{<name>}:members``             hash user → {session, conn, hub, emotion}
+``<p>room:{<name>}:topic``               the topic frame as last set
+``<p>room:{<name>}:dm:<user>\\n<id>``     a direct message's frame, for resend dedup;
+                                         expires after ``DIRECT_DEDUP_SECONDS``
+``<p>room:{<name>}:events``              pub/sub channel: every change, numbered by pos
+``<p>hub:<id>``                          a hub's heartbeat, expiring after ``ttl``
+``<p>hub:<id>:members``                  what that hub registered, to clean up after it
+``<p>hubs``                              every hub that registered once
+=======================================  =============================================
 
 A message is acknowledged (its event delivered to the sender) only after
 the script that stored it has run; run Redis with ``appendonly yes`` so that
@@ -29,8 +29,11 @@ members in, delivers events in ``pos`` order and, when a ``pos`` is missing
 Hubs beat every ``heartbeat`` seconds; any hub removes a hub whose beat
 expired from presence, with the ``leave`` events its members' rooms expect.
 
-Scripts name their keys at run time, so this needs one Redis primary (with
-replicas or Sentinel for failover), not Redis Cluster: see ``docs/scaling.md``.
+A room's keys carry the room as a hash tag (``{<name>}``, with ``%`` and ``}``
+escaped: :func:`room_key`), so one room lives in one Redis Cluster slot. The
+scripts still touch the hub keys (``<p>hub:*``, ``<p>hubs``) beside a room's,
+which are other slots, and name their keys at run time: this needs one Redis
+primary (with replicas or Sentinel for failover); see ``docs/scaling.md``.
 """
 
 from __future__ import annotations
@@ -72,7 +75,7 @@ from .cluster import (
 from .protocol import ChatMessage
 from .rooms import Action
 
-__all__ = ["HEARTBEAT", "RedisEngine", "new_hub_id"]
+__all__ = ["HEARTBEAT", "RedisEngine", "new_hub_id", "room_key"]
 
 logger = logging.getLogger("hub.redis")
 
@@ -93,7 +96,8 @@ UNREACHABLE = (RedisError, OSError, asyncio.TimeoutError)
 
 _PRELUDE = r"""
 local P = ARGV[1]
-local function rk(room, what) return P .. 'room:' .. room .. ':' .. what end
+local function tag(room) return (room:gsub('%%', '%%25'):gsub('}', '%%7D')) end
+local function rk(room, what) return P .. 'room:{' .. tag(room) .. '}:' .. what end
 local function hub_members(hub) return P .. 'hub:' .. hub .. ':members' end
 local function member_list(room)
   local flat = redis.call('HGETALL', rk(room, 'members'))
@@ -246,13 +250,16 @@ return {'ok'}
 )
 
 # ARGV: prefix, room, topic frame
-_TOPIC = r"""
-local P, room, frame = ARGV[1], ARGV[2], ARGV[3]
-redis.call('SET', P .. 'room:' .. room .. ':topic', frame)
-local pos = redis.call('INCR', P .. 'room:' .. room .. ':pos')
-redis.call('PUBLISH', P .. 'room:' .. room .. ':events', pos .. ' t 0 ' .. frame)
+_TOPIC = (
+    _PRELUDE
+    + r"""
+local room, frame = ARGV[2], ARGV[3]
+redis.call('SET', rk(room, 'topic'), frame)
+local pos = redis.call('INCR', rk(room, 'pos'))
+redis.call('PUBLISH', rk(room, 'events'), pos .. ' t 0 ' .. frame)
 return 1
 """
+)
 
 # ARGV: prefix, room, before ('' = from the newest), limit. Returns the newest
 # ``limit`` frames with seq < before (newest first) and 1 if none older is kept.
@@ -331,6 +338,18 @@ end
 return removed
 """
 )
+
+
+def room_key(prefix: str, room: str, what: str) -> str:
+    """The name of ``room``'s key ``what``, as the scripts' ``rk`` builds it.
+
+    The room sits in a hash tag, ``{...}``, so that all of a room's keys (and
+    its channel) hash to one Redis Cluster slot; ``%`` and ``}`` are escaped
+    (``%25``, ``%7D``) so that the tag ends where the name does and two rooms
+    never share a key.
+    """
+    tag = room.replace("%", "%25").replace("}", "%7D")
+    return f"{prefix}room:{{{tag}}}:{what}"
 
 
 def new_hub_id() -> str:
@@ -652,7 +671,7 @@ class RedisEngine:
     # --- subscription ------------------------------------------------------------
 
     def channel(self, room: str) -> str:
-        return f"{self.prefix}room:{room}:events"
+        return room_key(self.prefix, room, "events")
 
     async def _subscribe(self, room: str) -> None:
         """Subscribe to ``room``'s events and wait until Redis confirms it."""
