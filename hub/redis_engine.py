@@ -45,7 +45,7 @@ import logging
 import math
 import secrets
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import hiredis
@@ -638,35 +638,10 @@ class RedisEngine:
         return results
 
     async def _evalsha(self, calls: list[tuple[str, tuple[Any, ...]]]) -> list[Any]:
-        """EVALSHA ``calls`` as one write on one pooled connection; replies in order.
-
-        Packed by hiredis (C) in one buffer and read back reply by reply:
-        redis-py's ``Pipeline`` builds a command object per call and packs
-        it in Python, which measured as most of the hub's CPU per message.
-        An error reply becomes that call's result, as ``raise_on_error=False``
-        would; a broken connection fails the whole batch.
-        """
-        packed = b"".join(
-            hiredis.pack_command(("EVALSHA", self._scripts[script].sha, 0, self.prefix, *args))
-            for script, args in calls
-        )
-        pool = self.redis.connection_pool
-        conn = await pool.get_connection()
-        try:
-            await conn.send_packed_command(packed, check_health=False)
-            results: list[Any] = []
-            # The first reply waits under the socket timeout; the rest follow it
-            # in the same write, so they skip the per-read timeout's timer.
-            timeout = None
-            for _ in calls:
-                try:
-                    results.append(await conn.read_response(timeout=timeout))
-                except ResponseError as exc:
-                    results.append(exc)
-                timeout = math.inf
-        finally:
-            await pool.release(conn)
-        return results
+        commands = [
+            ("EVALSHA", self._scripts[script].sha, 0, self.prefix, *args) for script, args in calls
+        ]
+        return await send_packed(self.redis.connection_pool, commands)
 
     # --- subscription ------------------------------------------------------------
 
@@ -823,6 +798,37 @@ class RedisEngine:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             logger.error("redis engine task failed", exc_info=task.exception())
+
+
+async def send_packed(
+    pool: aioredis.ConnectionPool, commands: Sequence[tuple[Any, ...]]
+) -> list[Any]:
+    """Send ``commands`` as one write on one pooled connection; their replies in order.
+
+    Packed by hiredis (C) into one buffer and read back reply by reply:
+    redis-py's ``Pipeline`` builds a command object per call and packs it in
+    Python, which measured as about half the hub's CPU per message
+    (``bench/redis_pipeline_bench.py`` compares the two). An error reply
+    becomes that command's result, as ``raise_on_error=False`` would; a
+    broken connection fails the whole batch.
+    """
+    packed = b"".join(hiredis.pack_command(command) for command in commands)
+    conn = await pool.get_connection()
+    try:
+        await conn.send_packed_command(packed, check_health=False)
+        results: list[Any] = []
+        # The first reply waits under the socket timeout; the rest follow it
+        # in the same write, so they skip the per-read timeout's timer.
+        timeout = None
+        for _ in commands:
+            try:
+                results.append(await conn.read_response(timeout=timeout))
+            except ResponseError as exc:
+                results.append(exc)
+            timeout = math.inf
+    finally:
+        await pool.release(conn)
+    return results
 
 
 def _split_frame(message: ChatMessage) -> tuple[str, str]:
