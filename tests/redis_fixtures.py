@@ -141,6 +141,13 @@ class RedisCluster:
         return "redis://" + ",".join(f"127.0.0.1:{node.port}" for node in self.nodes)
 
     def start(self) -> None:
+        try:
+            self._start()
+        except BaseException:  # a skip included: stop the nodes that did start
+            self.stop()
+            raise
+
+    def _start(self) -> None:
         for node in self.nodes:
             node.start()
         addresses = [f"127.0.0.1:{node.port}" for node in self.nodes]
@@ -150,13 +157,11 @@ class RedisCluster:
             capture_output=True, timeout=WAIT, check=False,
         )  # fmt: skip
         if create.returncode != 0:
-            self.stop()
             pytest.skip(f"redis-cli --cluster create failed: {create.stdout[-200:]!r}")
         deadline = time.monotonic() + WAIT
         while not all(self.command(node, "CLUSTER", "INFO").find("cluster_state:ok") >= 0
                       for node in self.nodes):  # fmt: skip
             if time.monotonic() > deadline:
-                self.stop()
                 pytest.skip("the redis cluster did not reach cluster_state:ok")
             time.sleep(0.05)
 
