@@ -865,8 +865,8 @@ def scale_table(rows: Sequence[ScaleRow]) -> str:
     head = (
         "| load | setup | clients | deliveries/s | p50 ms | p99 ms | lost | dup | seq faults "
         "| error frames | dropped clients | hub CPU s | Redis CPU s | hub µs/delivery "
-        "| Redis µs/message | CPU/delivery vs embedded | p50 vs embedded "
-        "| deliveries/s vs embedded |"
+        "| Redis µs/message | hub CPU/message vs embedded | CPU/delivery vs embedded "
+        "| p50 vs embedded | deliveries/s vs embedded |"
     )
     lines = [head, _rule(head)]
     base = {(r.load, r.clients): r for r in rows if r.setup == "embedded"}
@@ -874,9 +874,10 @@ def scale_table(rows: Sequence[ScaleRow]) -> str:
         b = base.get((r.load, r.clients))
         cpu = r.per_delivery_us(r.cpu_s)
         ratios = (
-            ("n/a",) * 3
+            ("n/a",) * 4
             if b is None
             else (
+                _ratio(r.per_message_us(r.hub_cpu_s), b.per_message_us(b.hub_cpu_s)),
                 _ratio(cpu, b.per_delivery_us(b.cpu_s)),
                 _ratio(r.p50_ms, b.p50_ms),
                 _ratio(r.rate, b.rate),
@@ -896,17 +897,18 @@ def push_table(rows: Sequence[PushRow]) -> str:
     head = (
         "| setup | senders (rooms) | messages | acked messages/s | lost | dup | seq faults "
         "| error frames | hub CPU µs/message | Redis CPU µs/message | messages/s vs embedded "
-        "| CPU/message vs embedded |"
+        "| hub CPU/message vs embedded | CPU/message vs embedded |"
     )
     lines = [head, _rule(head)]
     base = next((r for r in rows if r.setup == "embedded"), None)
     for r in rows:
         cpu = r.per_message_us(r.hub_cpu_s + r.redis_cpu_s)
         if base is None:
-            ratios = "n/a | n/a"
+            ratios = "n/a | n/a | n/a"
         else:
             base_cpu = base.per_message_us(base.hub_cpu_s + base.redis_cpu_s)
-            ratios = f"{_ratio(r.rate, base.rate)} | {_ratio(cpu, base_cpu)}"
+            hub_ratio = _ratio(r.per_message_us(r.hub_cpu_s), base.per_message_us(base.hub_cpu_s))
+            ratios = f"{_ratio(r.rate, base.rate)} | {hub_ratio} | {_ratio(cpu, base_cpu)}"
         lines.append(
             f"| {r.setup} | {r.senders} | {r.messages} | {r.rate:,.0f} | {r.lost} "
             f"| {r.duplicated} | {r.seq_faults} | {r.errors} | {r.per_message_us(r.hub_cpu_s):.1f} "

@@ -1,11 +1,13 @@
-"""The hub's post script through redis-py: one call each against one pipeline per batch.
+"""The hub's post script through redis-py: one call each, one pipeline, one packed write.
 
     .venv/bin/python bench/redis_pipeline_bench.py [--senders 50] [--messages 100]
 
 Why ``hub/redis_engine.py`` pipelines the scripts of one event-loop turn:
 ``senders`` concurrent callers each post ``messages`` times, first as separate
-awaited calls (what the engine did before), then as one pipeline per round of
-``senders`` calls (what it does now), on a throwaway ``redis-server``. Prints
+awaited calls (what the engine did first), then as one redis-py pipeline per
+round of ``senders`` calls (what it did next), then as one hiredis-packed write
+per round on a pooled connection (:func:`hub.redis_engine.send_packed`, what it
+does now), on a throwaway ``redis-server``. Prints
 this process's CPU per post (redis-py's share of a hub's cost) and posts/s,
 each mode run twice in alternation; the ratio is from the same run.
 """
@@ -28,7 +30,7 @@ sys.path.insert(0, str(REPO / "bench"))
 import redis.asyncio as aioredis  # noqa: E402
 from redis_bench_support import RedisProcess, free_port  # noqa: E402
 
-from hub.redis_engine import _POST  # noqa: E402
+from hub.redis_engine import _POST, send_packed  # noqa: E402
 
 HEAD, TAIL = '{"type":"message","room":"r","seq":', ',"id":"x","text":"hello"}'
 
@@ -50,6 +52,10 @@ async def run_mode(
     cpu, wall = time.process_time(), time.perf_counter()
     if mode == "separate calls":
         await asyncio.gather(*(one_by_one(s) for s in range(senders)))
+    elif mode == "packed write":
+        for n in range(messages):
+            commands = [("EVALSHA", sha, 0, *post_args(s, n)) for s in range(senders)]
+            await send_packed(client.connection_pool, commands)
     else:
         for n in range(messages):
             pipe = client.pipeline(transaction=False)
@@ -69,7 +75,11 @@ async def main_async(args: argparse.Namespace) -> None:
         )
         client = aioredis.Redis(connection_pool=pool)
         sha = await client.script_load(_POST)
-        results: dict[str, list[tuple[float, float]]] = {"separate calls": [], "pipelined": []}
+        results: dict[str, list[tuple[float, float]]] = {
+            "separate calls": [],
+            "pipelined": [],
+            "packed write": [],
+        }
         for _ in range(2):
             for mode in results:
                 results[mode].append(await run_mode(client, sha, mode, args.senders, args.messages))
@@ -86,12 +96,14 @@ async def main_async(args: argparse.Namespace) -> None:
         rate = statistics.median(r[1] for r in runs)
         medians[mode] = (cpu, rate)
         print(f"| {mode} | {cpu:.0f} | {rate:,.0f} |")
-    (cpu_a, rate_a), (cpu_b, rate_b) = medians["separate calls"], medians["pipelined"]
+    cpu_a, rate_a = medians["separate calls"]
     print()
-    print(
-        f"pipelined vs separate calls: {cpu_a / cpu_b:.1f}× less CPU per post,"
-        f" {rate_b / rate_a:.1f}× the posts/s"
-    )
+    for mode in ("pipelined", "packed write"):
+        cpu_b, rate_b = medians[mode]
+        print(
+            f"{mode} vs separate calls: {cpu_a / cpu_b:.1f}× less CPU per post,"
+            f" {rate_b / rate_a:.1f}× the posts/s"
+        )
 
 
 def main(argv: Sequence[str] | None = None) -> None:

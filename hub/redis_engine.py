@@ -4,22 +4,22 @@ Every hub on the same Redis serves the same rooms. What must be one thing for
 all of them lives in Redis, changed only by Lua scripts (atomic, so the order
 Redis runs them in is *the* order):
 
-=====================================  =============================================
-``<p>room:<name>:seq``                 the room's message counter (``INCR``)
-``<p>room:<name>:pos``                 the room's event counter: messages, joins, leaves
-``<p>room:<name>:log``                 a stream of chat frames, entry id ``<seq>-0``,
-                                       capped at ``--history-keep`` (``MAXLEN ~``)
-``<p>room:<name>:ids``                 sorted set ``user\\nid`` → seq: resend dedup,
-                                       trimmed with the log
-``<p>room:<name>:members``             hash user → {session, conn, hub, emotion}
-``<p>room:<name>:topic``               the topic frame as last set
-``<p>room:<name>:dm:<user>\\n<id>``     a direct message's frame, for resend dedup;
-                                       expires after ``DIRECT_DEDUP_SECONDS``
-``<p>room:<name>:events``              pub/sub channel: every change, numbered by pos
-``<p>hub:<id>``                        a hub's heartbeat, expiring after ``ttl``
-``<p>hub:<id>:members``                what that hub registered, to clean up after it
-``<p>hubs``                            every hub that registered once
-=====================================  =============================================
+=======================================  =============================================
+``<p>room:{<name>}:seq``                 the room's message counter (``INCR``)
+``<p>room:{<name>}:pos``                 the room's event counter: messages, joins, leaves
+``<p>room:{<name>}:log``                 a stream of chat frames, entry id ``<seq>-0``,
+                                         capped at ``--history-keep`` (``MAXLEN ~``)
+``<p>room:{<name>}:ids``                 sorted set ``user\\nid`` → seq: resend dedup,
+                                         trimmed with the log
+``<p>room:{<name>}:members``             hash user → {session, conn, hub, emotion}
+``<p>room:{<name>}:topic``               the topic frame as last set
+``<p>room:{<name>}:dm:<user>\\n<id>``     a direct message's frame, for resend dedup;
+                                         expires after ``DIRECT_DEDUP_SECONDS``
+``<p>room:{<name>}:events``              pub/sub channel: every change, numbered by pos
+``<p>hub:<id>``                          a hub's heartbeat, expiring after ``ttl``
+``<p>hub:<id>:members``                  what that hub registered, to clean up after it
+``<p>hubs``                              every hub that registered once
+=======================================  =============================================
 
 A message is acknowledged (its event delivered to the sender) only after
 the script that stored it has run; run Redis with ``appendonly yes`` so that
@@ -29,8 +29,11 @@ members in, delivers events in ``pos`` order and, when a ``pos`` is missing
 Hubs beat every ``heartbeat`` seconds; any hub removes a hub whose beat
 expired from presence, with the ``leave`` events its members' rooms expect.
 
-Scripts name their keys at run time, so this needs one Redis primary (with
-replicas or Sentinel for failover), not Redis Cluster: see ``docs/scaling.md``.
+A room's keys carry the room as a hash tag (``{<name>}``, with ``%`` and ``}``
+escaped: :func:`room_key`), so one room lives in one Redis Cluster slot. The
+scripts still touch the hub keys (``<p>hub:*``, ``<p>hubs``) beside a room's,
+which are other slots, and name their keys at run time: this needs one Redis
+primary (with replicas or Sentinel for failover); see ``docs/scaling.md``.
 """
 
 from __future__ import annotations
@@ -39,15 +42,17 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import secrets
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+import hiredis
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 from . import protocol
 from .cluster import (
@@ -70,7 +75,7 @@ from .cluster import (
 from .protocol import ChatMessage
 from .rooms import Action
 
-__all__ = ["HEARTBEAT", "RedisEngine", "new_hub_id"]
+__all__ = ["HEARTBEAT", "RedisEngine", "new_hub_id", "room_key"]
 
 logger = logging.getLogger("hub.redis")
 
@@ -91,7 +96,8 @@ UNREACHABLE = (RedisError, OSError, asyncio.TimeoutError)
 
 _PRELUDE = r"""
 local P = ARGV[1]
-local function rk(room, what) return P .. 'room:' .. room .. ':' .. what end
+local function tag(room) return (room:gsub('%%', '%%25'):gsub('}', '%%7D')) end
+local function rk(room, what) return P .. 'room:{' .. tag(room) .. '}:' .. what end
 local function hub_members(hub) return P .. 'hub:' .. hub .. ':members' end
 local function member_list(room)
   local flat = redis.call('HGETALL', rk(room, 'members'))
@@ -244,13 +250,16 @@ return {'ok'}
 )
 
 # ARGV: prefix, room, topic frame
-_TOPIC = r"""
-local P, room, frame = ARGV[1], ARGV[2], ARGV[3]
-redis.call('SET', P .. 'room:' .. room .. ':topic', frame)
-local pos = redis.call('INCR', P .. 'room:' .. room .. ':pos')
-redis.call('PUBLISH', P .. 'room:' .. room .. ':events', pos .. ' t 0 ' .. frame)
+_TOPIC = (
+    _PRELUDE
+    + r"""
+local room, frame = ARGV[2], ARGV[3]
+redis.call('SET', rk(room, 'topic'), frame)
+local pos = redis.call('INCR', rk(room, 'pos'))
+redis.call('PUBLISH', rk(room, 'events'), pos .. ' t 0 ' .. frame)
 return 1
 """
+)
 
 # ARGV: prefix, room, before ('' = from the newest), limit. Returns the newest
 # ``limit`` frames with seq < before (newest first) and 1 if none older is kept.
@@ -329,6 +338,18 @@ end
 return removed
 """
 )
+
+
+def room_key(prefix: str, room: str, what: str) -> str:
+    """The name of ``room``'s key ``what``, as the scripts' ``rk`` builds it.
+
+    The room sits in a hash tag, ``{...}``, so that all of a room's keys (and
+    its channel) hash to one Redis Cluster slot; ``%`` and ``}`` are escaped
+    (``%25``, ``%7D``) so that the tag ends where the name does and two rooms
+    never share a key.
+    """
+    tag = room.replace("%", "%25").replace("}", "%7D")
+    return f"{prefix}room:{{{tag}}}:{what}"
 
 
 def new_hub_id() -> str:
@@ -565,9 +586,9 @@ class RedisEngine:
     async def _run(self, script: str, *args: Any) -> Any:
         """Run ``script`` with ``args``, pipelined with the other calls of this loop turn.
 
-        A pipeline of N scripts costs about a third of the hub CPU of N
-        separate calls (redis-py's per-call overhead dominates) and one round
-        trip instead of N.
+        N scripts sent as one packed write (:func:`send_packed`) cost the hub
+        a small fraction of the CPU of N separate redis-py calls, and one round
+        trip instead of N (``bench/redis_pipeline_bench.py``).
         """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
@@ -617,15 +638,15 @@ class RedisEngine:
         return results
 
     async def _evalsha(self, calls: list[tuple[str, tuple[Any, ...]]]) -> list[Any]:
-        pipe = self.redis.pipeline(transaction=False)
-        for script, args in calls:
-            pipe.evalsha(self._scripts[script].sha, 0, self.prefix, *args)
-        return await pipe.execute(raise_on_error=False)
+        commands = [
+            ("EVALSHA", self._scripts[script].sha, 0, self.prefix, *args) for script, args in calls
+        ]
+        return await send_packed(self.redis.connection_pool, commands)
 
     # --- subscription ------------------------------------------------------------
 
     def channel(self, room: str) -> str:
-        return f"{self.prefix}room:{room}:events"
+        return room_key(self.prefix, room, "events")
 
     async def _subscribe(self, room: str) -> None:
         """Subscribe to ``room``'s events and wait until Redis confirms it."""
@@ -645,16 +666,42 @@ class RedisEngine:
         """Read pub/sub forever; on a broken subscription, reconnect and resync."""
         while not self._closing:
             try:
-                message = await self.pubsub.get_message(timeout=self.heartbeat)
+                reply = await self._read_pubsub()
+                while reply is not None:
+                    self._on_pubsub(reply)
+                    reply = await self._buffered_pubsub()
             except UNREACHABLE as exc:
                 self._outage(exc)
                 await self._resubscribe()
-                continue
-            if message is not None:
-                self._on_pubsub(message)
 
-    def _on_pubsub(self, message: dict[str, Any]) -> None:
-        kind, channel = message["type"], message["channel"]
+    async def _read_pubsub(self) -> list[Any] | None:
+        """The next raw reply on the subscription, or None after ``heartbeat`` s of quiet.
+
+        Read off the subscription's connection rather than through
+        ``PubSub.get_message``: its retry, health check and message dict cost
+        the hub more CPU per event than the rest of the delivery (measured
+        with cProfile under ``bench/hub_bench.py --hubs``).
+        """
+        conn = self.pubsub.connection
+        if conn is None:
+            raise ConnectionError("the subscription has no connection")
+        reply = await conn.read_response(timeout=self.heartbeat, push_request=True)
+        if reply is not None and reply[0] not in ("message", "smessage"):
+            await self.pubsub.handle_message(reply)  # its bookkeeping of (un)subscribes
+        return reply
+
+    async def _buffered_pubsub(self) -> list[Any] | None:
+        """The next reply if it is already buffered (no timer per read), else None."""
+        conn = self.pubsub.connection
+        if conn is None or not await conn.can_read():
+            return None
+        reply = await conn.read_response(timeout=math.inf, push_request=True)
+        if reply[0] not in ("message", "smessage"):
+            await self.pubsub.handle_message(reply)
+        return reply
+
+    def _on_pubsub(self, reply: list[Any]) -> None:
+        kind, channel = reply[0], reply[1]
         if kind == "subscribe":
             confirmed = self._subscribed.get(channel)
             if confirmed is not None and not confirmed.done():
@@ -664,7 +711,7 @@ class RedisEngine:
             if room is None:
                 return
             try:
-                event = decode_event(message["data"])
+                event = decode_event(reply[2])
             except (ValueError, KeyError, TypeError) as exc:
                 logger.error("malformed event on %s: %r", channel, exc)
                 return
@@ -751,6 +798,37 @@ class RedisEngine:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             logger.error("redis engine task failed", exc_info=task.exception())
+
+
+async def send_packed(
+    pool: aioredis.ConnectionPool, commands: Sequence[tuple[Any, ...]]
+) -> list[Any]:
+    """Send ``commands`` as one write on one pooled connection; their replies in order.
+
+    Packed by hiredis (C) into one buffer and read back reply by reply:
+    redis-py's ``Pipeline`` builds a command object per call and packs it in
+    Python, which measured as about half the hub's CPU per message
+    (``bench/redis_pipeline_bench.py`` compares the two). An error reply
+    becomes that command's result, as ``raise_on_error=False`` would; a
+    broken connection fails the whole batch.
+    """
+    packed = b"".join(hiredis.pack_command(command) for command in commands)
+    conn = await pool.get_connection()
+    try:
+        await conn.send_packed_command(packed, check_health=False)
+        results: list[Any] = []
+        # The first reply waits under the socket timeout; the rest follow it
+        # in the same write, so they skip the per-read timeout's timer.
+        timeout = None
+        for _ in commands:
+            try:
+                results.append(await conn.read_response(timeout=timeout))
+            except ResponseError as exc:
+                results.append(exc)
+            timeout = math.inf
+    finally:
+        await pool.release(conn)
+    return results
 
 
 def _split_frame(message: ChatMessage) -> tuple[str, str]:

@@ -1,11 +1,13 @@
 """A real ``redis-server`` on 127.0.0.1 for the scaling tests, on a temporary port and directory.
 
 Tests skip, saying why, where no ``redis-server`` binary exists (``.ci/run``
-installs Debian's package) or the ``redis`` client package is missing.
+installs Debian's package) or the ``redis`` client package is missing;
+:func:`redis_cluster` also needs ``redis-cli`` (same package).
 """
 
 from __future__ import annotations
 
+import binascii
 import contextlib
 import os
 import shutil
@@ -37,11 +39,12 @@ class RedisServer:
     which is how the hub's documentation tells operators to run Redis.
     """
 
-    def __init__(self, binary: str, directory: Path) -> None:
+    def __init__(self, binary: str, directory: Path, port: int | None = None, **extra: str) -> None:
         self.binary = binary
         self.directory = directory
-        self.port = free_port()
+        self.port = free_port() if port is None else port
         self.proc: subprocess.Popen[bytes] | None = None
+        self.extra = extra  # more options, e.g. cluster_enabled="yes"
 
     @property
     def url(self) -> str:
@@ -89,7 +92,7 @@ class RedisServer:
             "save": "",
             "daemonize": "no",
             "loglevel": "warning",
-        }
+        } | {key.replace("_", "-"): value for key, value in self.extra.items()}
         return [item for key, value in options.items() for item in (f"--{key}", value)]
 
     def _answers_ping(self) -> bool:
@@ -109,3 +112,106 @@ def redis_server(directory: Path) -> Iterator[RedisServer]:
         yield server
     finally:
         server.stop()
+
+
+class RedisCluster:
+    """A Redis Cluster of ``count`` primaries on 127.0.0.1, no replicas, all slots assigned."""
+
+    def __init__(self, binary: str, cli: str, directory: Path, count: int = 3) -> None:
+        self.cli = cli
+        self.nodes = []
+        for i in range(count):
+            node_dir = directory / f"node{i}"
+            node_dir.mkdir()
+            self.nodes.append(
+                RedisServer(
+                    binary,
+                    node_dir,
+                    _cluster_port(),
+                    cluster_enabled="yes",
+                    cluster_config_file=str(node_dir / "nodes.conf"),
+                    cluster_node_timeout="2000",
+                    appendfsync="everysec",
+                )
+            )
+
+    @property
+    def seeds(self) -> str:
+        """The nodes as ``--redis`` takes a seed list."""
+        return "redis://" + ",".join(f"127.0.0.1:{node.port}" for node in self.nodes)
+
+    def start(self) -> None:
+        try:
+            self._start()
+        except BaseException:  # a skip included: stop the nodes that did start
+            self.stop()
+            raise
+
+    def _start(self) -> None:
+        for node in self.nodes:
+            node.start()
+        addresses = [f"127.0.0.1:{node.port}" for node in self.nodes]
+        create = subprocess.run(
+            [self.cli, "--cluster", "create", *addresses, "--cluster-replicas", "0",
+             "--cluster-yes"],
+            capture_output=True, timeout=WAIT, check=False,
+        )  # fmt: skip
+        if create.returncode != 0:
+            pytest.skip(f"redis-cli --cluster create failed: {create.stdout[-200:]!r}")
+        deadline = time.monotonic() + WAIT
+        while not all(self.command(node, "CLUSTER", "INFO").find("cluster_state:ok") >= 0
+                      for node in self.nodes):  # fmt: skip
+            if time.monotonic() > deadline:
+                pytest.skip("the redis cluster did not reach cluster_state:ok")
+            time.sleep(0.05)
+
+    def command(self, node: RedisServer, *args: str) -> str:
+        """One command through ``redis-cli`` on ``node``; its output."""
+        done = subprocess.run(
+            [self.cli, "-p", str(node.port), *args], capture_output=True, timeout=WAIT, check=True
+        )
+        return done.stdout.decode()
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+
+
+def _cluster_port() -> int:
+    """A free port whose cluster bus port (``port + 10000``) is free and valid too."""
+    while True:
+        port = free_port()
+        if port + 10000 > 65535:
+            continue
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+        return port
+
+
+def key_slot(key: str) -> int:
+    """Redis Cluster's slot of ``key``: CRC16 (XMODEM) of its hash tag, or of the key, mod 16384."""
+    raw = key.encode()
+    start = raw.find(b"{")
+    if start >= 0:
+        end = raw.find(b"}", start + 1)
+        if end > start + 1:
+            raw = raw[start + 1 : end]
+    return binascii.crc_hqx(raw, 0) % 16384
+
+
+@contextlib.contextmanager
+def redis_cluster(directory: Path, count: int = 3) -> Iterator[RedisCluster]:
+    """A started :class:`RedisCluster`, or skip where ``redis-server``/``redis-cli`` is missing."""
+    binary = redis_server_binary()
+    cli = shutil.which("redis-cli")
+    if cli is None:
+        pytest.skip("no redis-cli on PATH (apt-get install redis-tools; .ci/run does)")
+    cluster = RedisCluster(binary, cli, directory, count)
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()

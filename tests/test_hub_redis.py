@@ -338,7 +338,7 @@ async def test_a_room_left_empty_on_a_hub_is_released_and_works_when_rejoined(
 
     def subscribers() -> int:
         with redis_client.Redis.from_url(redis.url) as client:
-            return client.pubsub_numsub("fer:room:lobby:events")[0][1]
+            return client.pubsub_numsub("fer:room:{lobby}:events")[0][1]
 
     one, two = hubs.start(2)
     async with member(two, "bo") as bo:

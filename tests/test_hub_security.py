@@ -219,8 +219,8 @@ async def test_redis_history_written_before_the_rule_goes_out_inert(tmp_path: Pa
         # An older hub's encoder: C0 as \u escapes, C1 and bidi raw.
         frame = json.dumps(old.to_json(), ensure_ascii=False, separators=(",", ":"))
         client = aioredis.Redis.from_url(server.url)
-        await client.xadd("fer:room:r:log", {"m": frame}, id="1-0")
-        await client.set("fer:room:r:seq", 1)
+        await client.xadd("fer:room:{r}:log", {"m": frame}, id="1-0")
+        await client.set("fer:room:{r}:seq", 1)
         running_hub = hub(redis_url=server.url, redis_heartbeat=0.2)
         async with running_hub as running, Peer.open(running.url) as peer:
             joined = await peer.join("r", "ana")
@@ -230,9 +230,9 @@ async def test_redis_history_written_before_the_rule_goes_out_inert(tmp_path: Pa
             # A live event another (older) hub published is made inert too.
             live = old.to_json() | {"seq": 2, "id": "old2"}
             raw = json.dumps(live, ensure_ascii=False, separators=(",", ":"))
-            pos = int(await client.incr("fer:room:r:pos"))
-            await client.set("fer:room:r:seq", 2)
-            await client.publish("fer:room:r:events", f"{pos} m 2 {raw}")
+            pos = int(await client.incr("fer:room:{r}:pos"))
+            await client.set("fer:room:{r}:seq", 2)
+            await client.publish("fer:room:{r}:events", f"{pos} m 2 {raw}")
             got = await peer.recv_type("message")
             assert_inert(got)
             assert got["text"] == protocol.neutralize(BAD_TEXT, text=True)
