@@ -32,43 +32,55 @@ sys.path.insert(0, str(REPO / "bench"))
 
 from fer_peer import ensure_fer_venv  # noqa: E402
 
-from fer_tui.classifier import BUNDLED_MODEL, EmotionClassifier  # noqa: E402
+from fer_tui.classifier import BUNDLED_MODEL, EmotionClassifier, combine_views  # noqa: E402
+from fer_tui.preprocess import mirrored  # noqa: E402
 from training.data import SHARED_FER2013  # noqa: E402
 from training.metrics import compute_metrics  # noqa: E402
 
 
-def time_ours(path: Path, faces: np.ndarray, repeats: int) -> list[float]:
-    """Seconds per single-face ``EmotionClassifier.predict`` on one thread."""
+def time_ours(path: Path, faces: np.ndarray, repeats: int, how: str) -> list[float]:
+    """Seconds per single-face ``EmotionClassifier.<how>`` on one thread.
+
+    ``predict``: one view; ``classify``: as the client runs the model (its JSON's
+    inference mode: flip averaging and temperature).
+    """
     classifier = EmotionClassifier(path, num_threads=1)
+    call = getattr(classifier, how)
     for face in faces[:50]:
-        classifier.predict(face)
+        call(face)
     times = []
     for i in range(repeats):
         face = faces[i % len(faces)]
         started = time.perf_counter()
-        classifier.predict(face)
+        call(face)
         times.append(time.perf_counter() - started)
     return times
 
 
+def score_views(predict, x: np.ndarray, y: np.ndarray) -> dict:
+    """Metrics of one view and of flip averaging (same probabilities, one pass each)."""
+    probs, flipped = predict(x), predict(mirrored(x))
+    return {
+        "plain": compute_metrics(probs, y),
+        "flip": compute_metrics(combine_views(probs, flipped), y),
+        "views": (probs, flipped),
+    }
+
+
 def score_ours(path: Path, x: np.ndarray, y: np.ndarray) -> dict:
     classifier = EmotionClassifier(path, num_threads=1)
-    probs = np.stack([classifier.predict(face) for face in x])
-    flipped = np.stack([classifier.predict(face) for face in x[:, :, ::-1]])
-    return {"plain": compute_metrics(probs, y), "flip": compute_metrics((probs + flipped) / 2, y)}
+    scores = score_views(classifier.predict_many, x, y)
+    mode = classifier.inference
+    probs, flipped = scores["views"]
+    client = combine_views(probs, flipped if mode.flip_average else None, mode.temperature)
+    return {**scores, "client": compute_metrics(client, y)}
 
 
 def score_keras(path: Path, x: np.ndarray, y: np.ndarray) -> dict:
     from training.predict import keras_predictor, load_keras_model
 
     model = load_keras_model(path)
-    predict = keras_predictor(model)
-    probs, flipped = predict(x), predict(np.ascontiguousarray(x[:, :, ::-1]))
-    return {
-        "plain": compute_metrics(probs, y),
-        "flip": compute_metrics((probs + flipped) / 2, y),
-        "parameters": int(model.count_params()),
-    }
+    return {**score_views(keras_predictor(model), x, y), "parameters": int(model.count_params())}
 
 
 def run_fer(x: np.ndarray, repeats: int) -> dict:
@@ -117,6 +129,9 @@ class Column:
     accuracy_flip: float | None
     latency_ms: float | None
     latency_p90_ms: float | None
+    ece: float | None = None  # as the client runs it
+    classify_ms: float | None = None
+    classify_p90_ms: float | None = None
 
 
 ROWS = (
@@ -128,6 +143,9 @@ ROWS = (
     ("macro-F1", "macro_f1", "{:.4f}"),
     ("latency/face median (ms)", "latency_ms", "{:.3f}"),
     ("latency/face p90 (ms)", "latency_p90_ms", "{:.3f}"),
+    ("calibration error, as the client runs it", "ece", "{:.4f}"),
+    ("classify/face as the client runs it, median (ms)", "classify_ms", "{:.3f}"),
+    ("classify/face as the client runs it, p90 (ms)", "classify_p90_ms", "{:.3f}"),
 )
 
 
@@ -176,7 +194,8 @@ def main() -> None:
     record = json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.is_file() else {}
 
     ours = score_ours(args.model, x, y)
-    times = time_ours(args.model, x, args.repeats)
+    times = time_ours(args.model, x, args.repeats, "predict")
+    classify_times = time_ours(args.model, x, args.repeats, "classify")
     columns = [
         Column(
             "FER-TMS int8",
@@ -188,6 +207,9 @@ def main() -> None:
             ours["flip"].accuracy,
             ms(times, 50),
             ms(times, 90),
+            ours["client"].ece,
+            ms(classify_times, 50),
+            ms(classify_times, 90),
         )
     ]
     if args.keras:
@@ -230,6 +252,13 @@ def main() -> None:
         f"{args.repeats} single-face calls per model for latency\n"
     )
     print(table(columns))
+    mode = EmotionClassifier(args.model).inference
+    print(
+        f"\nas the client runs it ({mode.to_json()}): accuracy {ours['client'].accuracy:.4f}, "
+        f"macro-F1 {ours['client'].macro_f1:.4f}, calibration error {ours['client'].ece:.4f}; "
+        f"classify vs one predict, same run: {ms(classify_times, 50) / ms(times, 50):.2f}× "
+        f"(median)"
+    )
     if peer:
         print(
             f"\npeer: fer {peer['versions']['fer']} on TensorFlow "

@@ -10,22 +10,29 @@ same class serves int8, uint8 and float models::
 
     clf = EmotionClassifier("fer_tui/models/emotion_int8.tflite")
     probs = clf.predict(face48)          # shape (7,), sums to 1, LABELS order
+    probs = clf.classify(face48)         # the same, as the model's JSON says to run it
+
+:func:`classify_batch` is the one test-time step (flip averaging, then
+temperature scaling): the client, ``fer-model evaluate``/``export`` and the
+benches all go through it, so what is measured is what the client sends.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from fer_tui.emotions import LABELS, NUM_CLASSES
-from fer_tui.preprocess import FACE_SIZE, as_model_input
+from fer_tui.preprocess import FACE_SIZE, as_model_input, mirrored
 
 #: The model bundled with the client (the lead's training run puts it there).
 BUNDLED_MODEL = Path(__file__).parent / "models" / "emotion_int8.tflite"
@@ -94,6 +101,70 @@ def _as_probabilities(scores: np.ndarray) -> np.ndarray:
     return shifted / shifted.sum()
 
 
+@dataclass(frozen=True)
+class InferenceMode:
+    """How a model's probabilities are taken, as its JSON's ``inference`` records it.
+
+    ``flip_average``: the mean of the face's and its mirror image's probabilities;
+    ``temperature``: log-probabilities divided by it before the softmax (above 1
+    softens overconfident scores). A JSON without the field means one view, T = 1.
+    """
+
+    flip_average: bool = False
+    temperature: float = 1.0
+
+    @classmethod
+    def from_metadata(cls, meta: Mapping[str, Any]) -> InferenceMode:
+        raw = meta.get("inference", {})
+        if not isinstance(raw, Mapping):
+            raise ModelError("model JSON: inference must be an object")
+        flip = raw.get("flip_average", False)
+        temperature = raw.get("temperature", 1.0)
+        if not isinstance(flip, bool):
+            raise ModelError("model JSON: inference.flip_average must be true or false")
+        if (
+            not isinstance(temperature, (int, float))
+            or isinstance(temperature, bool)
+            or not math.isfinite(temperature)
+            or temperature <= 0
+        ):
+            raise ModelError("model JSON: inference.temperature must be a positive number")
+        return cls(flip, float(temperature))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"flip_average": self.flip_average, "temperature": round(self.temperature, 4)}
+
+
+def tempered(probs: np.ndarray, temperature: float) -> np.ndarray:
+    """Rows of ``probs`` rescaled by ``temperature``: softmax(log p / T)."""
+    if temperature == 1.0:
+        return probs
+    logits = np.log(np.clip(probs, 1e-7, 1.0)) / temperature
+    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return (shifted / shifted.sum(axis=-1, keepdims=True)).astype(np.float32)
+
+
+def classify_batch(
+    predict: Callable[[np.ndarray], np.ndarray], faces: np.ndarray, mode: InferenceMode
+) -> np.ndarray:
+    """N×7 probabilities of uint8 N×48×48 ``faces`` under ``mode``.
+
+    ``predict`` maps faces to probabilities (one view). Flip averaging first,
+    then the temperature: the order calibration was fitted in.
+    """
+    flipped = predict(mirrored(faces)) if mode.flip_average else None
+    return combine_views(predict(faces), flipped, mode.temperature)
+
+
+def combine_views(
+    probs: np.ndarray, flipped: np.ndarray | None, temperature: float = 1.0
+) -> np.ndarray:
+    """The probabilities of the face (and, if given, its mirror image), averaged and tempered."""
+    if flipped is not None:
+        probs = (probs + flipped) / 2.0
+    return tempered(probs, temperature)
+
+
 class EmotionClassifier:
     """Classify one 48×48 grey face with a TFLite model.
 
@@ -124,6 +195,7 @@ class EmotionClassifier:
             raise ModelError(f"model output shape {tuple(self._output['shape'])} is not 7 classes")
         self._lock = threading.Lock()
         self.metadata = self._read_metadata()
+        self.inference = InferenceMode.from_metadata(self.metadata)
 
     def _read_metadata(self) -> dict[str, Any]:
         meta_path = self.path.with_suffix(".json")
@@ -154,3 +226,17 @@ class EmotionClassifier:
             self._interpreter.invoke()
             raw = self._interpreter.get_tensor(self._output["index"]).copy()
         return _as_probabilities(_dequantise(raw, self._output).reshape(NUM_CLASSES))
+
+    def predict_many(self, faces: np.ndarray) -> np.ndarray:
+        """:meth:`predict` for each of N×48×48 ``faces``: N×7 probabilities, one view."""
+        faces = np.asarray(faces)
+        if faces.ndim == 2:
+            faces = faces[None]
+        out = np.empty((len(faces), NUM_CLASSES), np.float32)
+        for i, face in enumerate(faces):
+            out[i] = self.predict(face)
+        return out
+
+    def classify(self, face48: np.ndarray) -> np.ndarray:
+        """The 7 probabilities of one face as the client uses them: :attr:`inference`."""
+        return classify_batch(self.predict_many, np.asarray(face48)[None], self.inference)[0]

@@ -93,3 +93,15 @@ def as_model_input(faces: np.ndarray) -> np.ndarray:
     if faces.shape[-2:] != (FACE_SIZE, FACE_SIZE):
         raise ValueError(f"expected 48×48 faces, got shape {faces.shape}")
     return faces.astype(np.float32, copy=False)[..., None]
+
+
+def mirrored(faces: np.ndarray) -> np.ndarray:
+    """48×48 grey faces (one or a batch) flipped left to right.
+
+    The second view of test-time flip averaging; the one flip of a face in the
+    repository, so training, evaluation and the client mirror the same way.
+    """
+    faces = np.asarray(faces)
+    if faces.shape[-2:] != (FACE_SIZE, FACE_SIZE):
+        raise ValueError(f"expected 48×48 faces, got shape {faces.shape}")
+    return np.ascontiguousarray(faces[..., ::-1])

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from training_fixtures import BUNDLED_MODEL, FER_VAL
 
+from fer_tui.classifier import EmotionClassifier, classify_batch
 from fer_tui.emotions import EMOJI, LABELS
 from training.metrics import compute_metrics
 from training.predict import tflite_predictor
@@ -25,6 +26,21 @@ def scored():
         x, y = archive["x"], archive["y"]
     probs = tflite_predictor(BUNDLED_MODEL)(x)
     return compute_metrics(probs, y), json.loads(BUNDLED_MODEL.with_suffix(".json").read_text())
+
+
+def test_the_client_runs_it_as_recorded_and_calibrated() -> None:
+    if not BUNDLED_MODEL.is_file() or not FER_VAL.is_file():
+        pytest.skip(f"needs {BUNDLED_MODEL} and {FER_VAL}")
+    classifier = EmotionClassifier(BUNDLED_MODEL)
+    record = classifier.metadata
+    assert classifier.inference.flip_average  # the client flip-averages, as evaluated
+    with np.load(FER_VAL) as archive:
+        x, y = archive["x"], archive["y"]
+    client = compute_metrics(classify_batch(classifier.predict_many, x, classifier.inference), y)
+    assert client.accuracy == pytest.approx(record["validation"]["int8"]["accuracy_flip"], abs=1e-4)
+    fitted = record["inference"]["fitted_on"]
+    assert client.ece == pytest.approx(fitted["ece_after"], abs=1e-4)
+    assert fitted["ece_two_fold"] <= 0.03  # on faces each fold's temperature never saw
 
 
 def test_far_above_chance(scored):

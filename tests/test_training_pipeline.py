@@ -330,3 +330,40 @@ def test_evaluate_writes_table_matrix_and_metrics(which, exported, trained, tmp_
     expected = record["validation"]["float" if which == "keras" else "int8"]
     assert metrics["plain"]["accuracy"] == pytest.approx(expected["accuracy"], abs=1e-4)
     assert metrics["flip"]["accuracy"] == pytest.approx(expected["accuracy_flip"], abs=1e-4)
+
+
+def test_calibrate_records_the_client_mode_and_evaluate_then_runs_it(exported, trained, tmp_path):
+    _, _, val_npz = trained
+    model = tmp_path / "m.tflite"
+    model.write_bytes(exported[0].read_bytes())
+    model.with_suffix(".json").write_bytes(exported[0].with_suffix(".json").read_bytes())
+    result = run_cli("calibrate", "--model", model, "--data", val_npz)
+    assert result.exit_code == 0, result.output
+    assert "two-fold" in result.output
+    record = json.loads(model.with_suffix(".json").read_text(encoding="utf-8"))
+    inference = record["inference"]
+    assert inference["flip_average"] is True
+    assert 0.5 <= inference["temperature"] <= 3.0
+    assert inference["fitted_on"]["images"] == 42
+    assert inference["command"].startswith("fer-model ")  # sys.argv: pytest's, under CliRunner
+    assert EmotionClassifier(model).inference.temperature == inference["temperature"]
+
+    out = tmp_path / "eval"
+    result = run_cli("evaluate", "--model", model, "--data", val_npz, "--out", out)
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert "flip" in metrics  # from the JSON, not a flag
+    if inference["temperature"] != 1.0:
+        assert metrics["client"]["ece"] == pytest.approx(
+            inference["fitted_on"]["ece_after"], abs=1e-4
+        )
+    assert (out / "reliability.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_calibrate_refuses_a_model_without_its_json(tmp_path, trained):
+    _, _, val_npz = trained
+    model = tmp_path / "lone.tflite"
+    model.write_bytes(b"not a model")
+    result = run_cli("calibrate", "--model", model, "--data", val_npz)
+    assert result.exit_code != 0
+    assert "with its .json beside it" in result.output

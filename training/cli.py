@@ -7,6 +7,7 @@ shape) are printed as one line and exit with status 2, never as a traceback.
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -271,27 +272,97 @@ def evaluate(
         str, typer.Option(help="Split to read from a .csv or a folder of splits.")
     ] = "val",
     flip: Annotated[
-        bool, typer.Option(help="Average each face's scores with its mirror image's.")
-    ] = False,
+        bool | None,
+        typer.Option(
+            "--flip/--no-flip",
+            help="Average each face's scores with its mirror image's "
+            "[default: as the model's JSON says, else no].",
+        ),
+    ] = None,
+    temperature: Annotated[
+        float | None,
+        typer.Option(
+            min=0.01, help="Temperature for the scores [default: the model's JSON's, else 1]."
+        ),
+    ] = None,
 ) -> None:
-    """Accuracy, per-class precision/recall/F1, macro-F1 and calibration error of a model."""
+    """Accuracy, per-class precision/recall/F1, macro-F1 and calibration error of a model,
+    run as the client runs it (the inference mode in a .tflite's JSON) unless told otherwise."""
     from fer_tui.classifier import ModelError
     from training.evaluate import evaluate as run_evaluate
-    from training.predict import load_predictor
+    from training.predict import load_predictor, model_inference
 
     data_path = _data_or_default(data, "val", "--data")
     try:
         faces = load_faces(data_path, split)
         predict = load_predictor(model)
+        mode = model_inference(model)
     except (ModelError, DataError) as exc:
         fail(str(exc))
-    results = run_evaluate(predict, faces, out, flip=flip, model_name=model.name)
+    results = run_evaluate(
+        predict,
+        faces,
+        out,
+        flip=mode.flip_average if flip is None else flip,
+        temperature=mode.temperature if temperature is None else temperature,
+        model_name=model.name,
+    )
     typer.echo((out / "metrics.md").read_text(encoding="utf-8"))
     summary = ", ".join(
         f"{mode}: accuracy {m.accuracy:.4f} macro-F1 {m.macro_f1:.4f}"
         for mode, m in results.items()
     )
     typer.echo(f"{summary}; wrote {out}")
+
+
+@app.command()
+def calibrate(
+    model: Annotated[Path, typer.Option(help="A .tflite model; its .json gets the result.")],
+    data: Annotated[
+        Path | None,
+        typer.Option(help="Labelled faces [default: ../shared/data/fer2013/val.npz]."),
+    ] = None,
+    split: Annotated[
+        str, typer.Option(help="Split to read from a .csv or a folder of splits.")
+    ] = "val",
+    flip: Annotated[
+        bool, typer.Option("--flip/--no-flip", help="The client flip-averages with this model.")
+    ] = True,
+    seed: Annotated[int, typer.Option(help="Seed of the two-fold split.")] = 0,
+) -> None:
+    """Fit the temperature of a model's confidences (NLL) and record the client's
+    inference mode in its JSON, with the calibration error before and after."""
+    from fer_tui.classifier import InferenceMode, ModelError, combine_views
+    from fer_tui.preprocess import mirrored
+    from training.calibration import calibrate as fit
+    from training.export import shown_path
+    from training.predict import load_predictor
+
+    meta_path = model.with_suffix(".json")
+    if model.suffix != ".tflite" or not meta_path.is_file():
+        fail(f"{model}: expected a .tflite model with its .json beside it")
+    data_path = _data_or_default(data, split, "--data")
+    try:
+        faces = load_faces(data_path, split)
+        predict = load_predictor(model)
+    except (ModelError, DataError) as exc:
+        fail(str(exc))
+    probs = combine_views(predict(faces.x), predict(mirrored(faces.x)) if flip else None)
+    result = fit(probs, faces.y, seed=seed)
+    record = json.loads(meta_path.read_text(encoding="utf-8"))
+    record["inference"] = {
+        **InferenceMode(flip, result.temperature).to_json(),
+        "fitted_on": {"data": shown_path(data_path), "images": len(faces), **result.to_json()},
+        "command": shlex.join(["fer-model", *sys.argv[1:]]),
+    }
+    partial = meta_path.with_name(f".{meta_path.name}.partial")
+    partial.write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    os.replace(partial, meta_path)
+    typer.echo(
+        f"T = {result.temperature:.2f} (folds {result.folds[0]:.2f}, {result.folds[1]:.2f}); "
+        f"ECE {result.ece_before:.4f} -> {result.ece_after:.4f} on the fitted faces, "
+        f"{result.ece_two_fold:.4f} two-fold; wrote {meta_path}"
+    )
 
 
 def _data_or_default(path: Path | None, split: str, option: str) -> Path:

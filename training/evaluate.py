@@ -4,7 +4,8 @@ Writes into the output folder:
 
 - ``metrics.md``: per-class precision/recall/F1 and the headline figures;
 - ``metrics.json``: the same numbers, machine-readable;
-- ``confusion.png``: the row-normalised confusion matrix with counts.
+- ``confusion.png``: the row-normalised confusion matrix with counts;
+- ``reliability.png``: accuracy against confidence (the calibration error's bins).
 """
 
 from __future__ import annotations
@@ -14,27 +15,45 @@ from pathlib import Path
 
 import numpy as np
 
+from fer_tui.classifier import combine_views
 from fer_tui.emotions import LABELS
+from fer_tui.preprocess import mirrored
+from training.calibration import plot_reliability
 from training.data import FaceSet
 from training.metrics import Metrics, compute_metrics, markdown_table
 from training.predict import Predictor
 
 
 def evaluate(
-    predict: Predictor, faces: FaceSet, out: Path, *, flip: bool = False, model_name: str = "model"
+    predict: Predictor,
+    faces: FaceSet,
+    out: Path,
+    *,
+    flip: bool = False,
+    temperature: float = 1.0,
+    model_name: str = "model",
 ) -> dict[str, Metrics]:
     """Score ``predict`` on ``faces`` and write the report files into ``out``.
 
-    Returns ``{"plain": ...}``, plus ``"flip"`` (flip-averaged) when ``flip`` is set;
-    the table and the confusion matrix show the flip-averaged figures then.
+    Returns ``{"plain": ...}``, plus ``"flip"`` (flip-averaged) when ``flip`` is
+    set and ``"client"`` (flip averaging as set, then ``temperature``) when the
+    temperature is not 1; the table, the confusion matrix and the reliability
+    diagram show the last of these, the way the client runs the model.
     """
     probs = predict(faces.x)
+    flipped = predict(mirrored(faces.x)) if flip else None
     results = {"plain": compute_metrics(probs, faces.y)}
-    if flip:
-        mirrored = predict(np.ascontiguousarray(faces.x[:, :, ::-1]))
-        results["flip"] = compute_metrics((probs + mirrored) / 2.0, faces.y)
-    shown = results["flip"] if flip else results["plain"]
+    shown_probs = probs
+    if flipped is not None:
+        shown_probs = combine_views(probs, flipped)
+        results["flip"] = compute_metrics(shown_probs, faces.y)
+    if temperature != 1.0:
+        shown_probs = combine_views(probs, flipped, temperature)
+        results["client"] = compute_metrics(shown_probs, faces.y)
+    shown = results[list(results)[-1]]
     mode = "flip-averaged" if flip else "single view"
+    if temperature != 1.0:
+        mode += f", T = {temperature:g}"
 
     out.mkdir(parents=True, exist_ok=True)
     title = f"# {model_name} on {faces.source} ({len(faces)} faces, {mode})\n\n"
@@ -44,6 +63,9 @@ def evaluate(
             f"- without flip averaging: accuracy {results['plain'].accuracy:.4f}, "
             f"macro-F1 {results['plain'].macro_f1:.4f}\n"
         )
+    if "client" in results:
+        before = results["flip" if flip else "plain"]
+        extra += f"- before temperature scaling: expected calibration error {before.ece:.4f}\n"
     (out / "metrics.md").write_text(title + markdown_table(shown) + extra, encoding="utf-8")
     record = {
         "model": model_name,
@@ -68,6 +90,7 @@ def evaluate(
     }
     (out / "metrics.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     plot_confusion(shown.confusion, out / "confusion.png", f"{model_name} ({mode})")
+    plot_reliability(shown_probs, faces.y, out / "reliability.png", f"{model_name} ({mode})")
     return results
 
 

@@ -19,11 +19,12 @@ from pathlib import Path
 
 import numpy as np
 
+from fer_tui.classifier import combine_views
 from fer_tui.emotions import EMOJI, LABELS, NUM_CLASSES
-from fer_tui.preprocess import FACE_SIZE, as_model_input
+from fer_tui.preprocess import FACE_SIZE, as_model_input, mirrored
 from training.data import FaceSet, file_sha256
 from training.metrics import Metrics, compute_metrics
-from training.predict import keras_predictor, predict_probs, tflite_predictor
+from training.predict import keras_predictor, tflite_predictor
 
 #: Calibration faces per class: 7 × 50 = 350, enough for stable int8 ranges.
 CALIBRATION_PER_CLASS = 50
@@ -85,9 +86,9 @@ def convert_int8(model, calibration: np.ndarray) -> bytes:
 
 def score(predict, faces: FaceSet) -> Scores:
     """Validation metrics of ``predict`` on ``faces``, plain and flip-averaged."""
-    plain = predict_probs(predict, faces.x)
-    flipped = predict_probs(predict, np.ascontiguousarray(faces.x[:, :, ::-1]))
-    return Scores(compute_metrics(plain, faces.y), compute_metrics((plain + flipped) / 2, faces.y))
+    plain, flipped = predict(faces.x), predict(mirrored(faces.x))
+    both = combine_views(plain, flipped)
+    return Scores(compute_metrics(plain, faces.y), compute_metrics(both, faces.y))
 
 
 def training_run(model_path: Path) -> dict:
@@ -157,19 +158,19 @@ def export(
         "file_bytes": len(tflite),
         "parameters": int(model.count_params()),
         "validation": {
-            "data": _shown(data_paths["val"]),
+            "data": shown_path(data_paths["val"]),
             "images": len(val_set),
             "float": float_scores.summary(),
             "int8": int8_scores.summary(),
         },
         "calibration": {
-            "data": _shown(data_paths["train"]),
+            "data": shown_path(data_paths["train"]),
             "per_class": CALIBRATION_PER_CLASS,
             "seed": seed,
         },
         "data_sha256": {name: file_sha256(path) for name, path in data_paths.items()},
         "command": command,
-        "source_model": _shown(model_path),
+        "source_model": shown_path(model_path),
         "training": training_run(model_path),
     }
     partial_json = partial.with_suffix(".json")
@@ -181,7 +182,7 @@ def export(
     return record
 
 
-def _shown(path: Path) -> str:
+def shown_path(path: Path) -> str:
     """``path`` relative to the repository when it lies beside or in it (portable records)."""
     repo = Path(__file__).resolve().parents[1]
     absolute = Path(path).resolve()

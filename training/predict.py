@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fer_tui.classifier import EmotionClassifier, ModelError
+from fer_tui.classifier import EmotionClassifier, InferenceMode, ModelError, classify_batch
 from fer_tui.emotions import NUM_CLASSES
 from fer_tui.preprocess import FACE_SIZE, as_model_input
 
@@ -64,15 +64,7 @@ def keras_predictor(model, batch_size: int = 256) -> Predictor:
 
 def tflite_predictor(path: str | Path, num_threads: int = 1) -> Predictor:
     """Wrap a ``.tflite`` file, through the client's classifier, as a :data:`Predictor`."""
-    classifier = EmotionClassifier(path, num_threads=num_threads)
-
-    def predict(faces: np.ndarray) -> np.ndarray:
-        out = np.empty((len(faces), NUM_CLASSES), np.float32)
-        for i, face in enumerate(faces):
-            out[i] = classifier.predict(face)
-        return out
-
-    return predict
+    return EmotionClassifier(path, num_threads=num_threads).predict_many
 
 
 def load_predictor(path: str | Path) -> Predictor:
@@ -89,7 +81,12 @@ def load_predictor(path: str | Path) -> Predictor:
 
 def predict_probs(predict: Predictor, faces: np.ndarray, flip: bool = False) -> np.ndarray:
     """Class probabilities for ``faces``; with ``flip``, averaged with the mirrored faces."""
-    probs = predict(faces)
-    if flip:
-        probs = (probs + predict(np.ascontiguousarray(faces[:, :, ::-1]))) / 2.0
-    return probs
+    return classify_batch(predict, faces, InferenceMode(flip_average=flip))
+
+
+def model_inference(path: str | Path) -> InferenceMode:
+    """The inference mode a ``.tflite`` model's JSON records (one view, T = 1 otherwise)."""
+    path = Path(path)
+    if path.suffix == ".tflite" and path.with_suffix(".json").is_file():
+        return EmotionClassifier(path).inference
+    return InferenceMode()

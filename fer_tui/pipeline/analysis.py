@@ -29,7 +29,7 @@ class Detector(Protocol):
 
 
 class Classifier(Protocol):
-    def predict(self, face48: np.ndarray) -> np.ndarray: ...
+    def classify(self, face48: np.ndarray) -> np.ndarray: ...
 
 
 @dataclass(frozen=True)
@@ -84,7 +84,7 @@ class FacePipeline:
         crop = crop_face(to_gray(frame), box)
         if self.classifier is None:
             return Analysis(now, frame, box, crop, reason="no model", elapsed_ms=_since(start))
-        probs = self.smoother.update(self.classifier.predict(crop), now)
+        probs = self.smoother.update(self.classifier.classify(crop), now)
         best = int(np.argmax(probs))
         return Analysis(
             now, frame, box, crop, LABELS[best], float(probs[best]), elapsed_ms=_since(start)
