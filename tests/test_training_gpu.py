@@ -1,4 +1,4 @@
-"""The GPU trainer (``training.gpu``): schedule, layouts and records, without torch.
+"""The GPU trainer (``fer-model gpu``): schedule, layouts and records, without torch.
 
 Its torch parts are tested in ``test_training_gpu_torch.py``.
 """
@@ -156,3 +156,30 @@ def test_follow_up_students_refuse_what_would_go_wrong(tmp_path, start, first, m
     assert result.exit_code == 2, result.output
     assert message in result.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["student-2", "teacher-1"]
+
+
+def test_a_failed_teacher_fails_the_run_with_one_line_and_no_students(tmp_path):
+    # The worker fails early (no such data file; without torch, at its import):
+    # either way the run must stop there with a non-zero exit, not go on to students.
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "training.cli", "gpu", "run", "--out", str(out)]
+    command += ["--data", str(tmp_path / "missing.npz"), "--val", str(tmp_path / "missing.npz")]
+    command += ["--teacher", "8,16/1", "--student", "8,8/1"]
+    command += ["--teacher-seconds", "1", "--student-seconds", "1"]
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1, result.stderr
+    reason = result.stderr.strip().splitlines()[-1]
+    assert reason.startswith("error: worker failed: teacher-1 (exit ")
+    assert not (out / "student-1").exists()
+    assert not (out / "summary.json").exists()
+
+
+def test_the_gpu_trainer_is_a_fer_model_subcommand():
+    from typer.testing import CliRunner
+
+    from training.cli import app
+
+    result = CliRunner().invoke(app, ["gpu", "--help"])
+    assert result.exit_code == 0, result.output
+    for command in ("run", "students", "fit"):
+        assert command in result.output

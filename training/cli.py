@@ -16,12 +16,14 @@ import typer
 from rich.console import Console
 
 from training.data import DataError, load_faces, shared_split
+from training.gpu import app as gpu_app
 
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     help="Train, evaluate and export the FER-TMS expression model.",
 )
+app.add_typer(gpu_app, name="gpu")  # fer-model gpu run|students|fit: the torch/GPU trainer
 err = Console(stderr=True, soft_wrap=True)  # one error, one line: never hard-wrap
 
 

@@ -1,11 +1,11 @@
 """Train on a CUDA GPU: wide teachers, then small students distilled from them.
 
-``python -m training.gpu run --data train.npz --val val.npz --out DIR`` trains
+``fer-model gpu run --data train.npz --val val.npz --out DIR`` trains
 the teachers side by side, then the students side by side, each as its own
 process sharing the one GPU, and leaves in ``DIR/<name>/`` the same records as
 ``fer-model train`` (``best.keras``, ``history.csv``, ``curves.png``,
 ``config.json``). ``fer-model export`` turns a student's ``best.keras`` into
-the shipped int8 model on any machine. ``python -m training.gpu students``
+the shipped int8 model on any machine. ``fer-model gpu students``
 then trains more students from one of them with the same teachers, a cycle
 that costs only the students' time on a machine that still holds ``DIR``.
 
@@ -50,7 +50,16 @@ import typer
 from fer_tui.emotions import NUM_CLASSES
 from training.augment_config import AugmentConfig
 
-app = typer.Typer(add_completion=False, help=__doc__.split("\n\n")[0])
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__.split("\n\n")[0])
+WORKER = [sys.executable, "-m", "training.cli", "gpu", "fit"]
+"""How ``run`` and ``students`` start one model's worker process."""
+
+
+@app.callback()
+def _gpu_root() -> None:
+    """Train on a CUDA GPU: wide teachers, then small students distilled from them."""
+    # Before anything imports Keras: the GPU machines have torch, not TensorFlow.
+    os.environ.setdefault("KERAS_BACKEND", "torch")
 
 
 @dataclass
@@ -266,7 +275,7 @@ def _write_run_config(
     from training.data import file_sha256
 
     record = {
-        "command": shlex.join([sys.executable, "-m", "training.gpu", *sys.argv[1:]]),
+        "command": shlex.join(["fer-model", *sys.argv[1:]]),  # argv: [cli.py, "gpu", "fit", ...]
         "config": asdict(config),
         "data": {"train": file_sha256(data), "val": file_sha256(val)},
         "teacher_ensemble_val_accuracy": ensemble_acc,
@@ -401,7 +410,7 @@ def run_command(
         )
     ]
     out.mkdir(parents=True, exist_ok=True)
-    _run_parallel(teachers, data, val, out)
+    _run_parallel(teachers, data, val, out)  # a failed teacher ends the run: no students
     teacher_paths = tuple(
         str(path) for t in teachers if (path := out / t.name / "best.keras").exists()
     )
@@ -529,19 +538,24 @@ def _worth_keeping(path: Path) -> bool:
 def _run_parallel(
     configs: list[FitConfig], data: str, val: str, out: Path, keep: Path | None = None
 ) -> None:
-    """Start one ``fit`` process per config and wait for all of them."""
+    """Start one ``fit`` process per config and wait for all of them.
+
+    A worker that fails (non-zero exit) fails the whole command: one ``error:``
+    line naming the workers and their exit status, then exit status 1.
+    """
     procs = []
     for config in configs:
         raw = asdict(config)
-        command = [sys.executable, "-m", "training.gpu", "fit", "--config-json", json.dumps(raw)]
+        command = [*WORKER, "--config-json", json.dumps(raw)]
         command += ["--data", data, "--val", val, "--out", str(out / config.name)]
         if keep and config.teachers:
             command += ["--copy-best-to", str(keep / f"{config.name}.keras")]
         env = {**os.environ, "OMP_NUM_THREADS": "2", "KERAS_BACKEND": "torch"}
         procs.append(subprocess.Popen(command, env=env))
-    failed = [c.name for c, p in zip(configs, procs, strict=True) if p.wait() != 0]
-    if failed:
-        print(f"failed: {', '.join(failed)}", file=sys.stderr, flush=True)
+    codes = [(c.name, p.wait()) for c, p in zip(configs, procs, strict=True)]
+    if failed := [f"{name} (exit {code})" for name, code in codes if code != 0]:
+        print(f"error: worker failed: {', '.join(failed)}", file=sys.stderr, flush=True)
+        raise typer.Exit(1)
 
 
 def _summarise(out: Path, configs: list[FitConfig]) -> None:
@@ -563,13 +577,3 @@ def _summarise(out: Path, configs: list[FitConfig]) -> None:
         }
     (out / "summary.json").write_text(json.dumps(rows, indent=2) + "\n")
     print(json.dumps(rows, indent=2), flush=True)
-
-
-def main() -> None:
-    # Before anything imports Keras: the GPU machines have torch, not TensorFlow.
-    os.environ.setdefault("KERAS_BACKEND", "torch")
-    app()
-
-
-if __name__ == "__main__":
-    main()
