@@ -135,7 +135,8 @@ def fit(
     ensemble_acc = _evaluate(_Ensemble(teachers), x_val, y_val)[1] if teachers else None
     _write_run_config(out, config, data, val, device, ensemble_acc)
 
-    batches = _Batches(x_train, y_train, teachers, config, generator)
+    rng = np.random.default_rng(config.seed)
+    batches = _Batches(x_train, y_train, teachers, config, generator, rng)
     history: list[dict] = []
     best_val, best_path = -1.0, out / "best.keras"
     started = time.monotonic()
@@ -177,13 +178,14 @@ class _Batches:
     y: Any  # int64 N tensor
     teachers: list
     config: FitConfig
-    generator: Any
+    generator: Any  # torch's, for the shuffling order
+    rng: np.random.Generator  # numpy's, for the augmentation draws
 
     def get(self, index):
         """Augmented faces (N×48×48×1, 0–255) and their targets for ``index``."""
         from training.augment_torch import augment_batch
 
-        faces = augment_batch(self.x[index, None].float(), self.config.augment, self.generator)
+        faces = augment_batch(self.x[index, None].float(), self.config.augment, self.rng)
         faces = faces.permute(0, 2, 3, 1)  # N×H×W×1, as the Keras model takes them
         return faces, _targets(self.y[index], faces, self.teachers, self.config)
 
