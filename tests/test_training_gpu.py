@@ -183,3 +183,38 @@ def test_the_gpu_trainer_is_a_fer_model_subcommand():
     assert result.exit_code == 0, result.output
     for command in ("run", "students", "fit"):
         assert command in result.output
+
+
+def _tiny_npz(path: Path, n: int = 16) -> Path:
+    rng = np.random.default_rng(0)
+    np.savez(path, x=rng.integers(0, 256, (n, 48, 48), dtype=np.uint8), y=np.arange(n) % 7)
+    return path
+
+
+def _train_torch(tmp_path, *extra: str) -> subprocess.CompletedProcess:
+    data = _tiny_npz(tmp_path / "train.npz")
+    command = [sys.executable, "-m", "training.cli", "train", "--backend", "torch"]
+    command += ["--data", str(data), "--val", str(data), "--out", str(tmp_path / "run"), *extra]
+    return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ((), "give --time-budget"),
+        (("--time-budget", "1", "--resume"), "--resume is for --backend keras"),
+        (("--time-budget", "1", "--max-steps-per-epoch", "2"), "for --backend keras"),
+    ],
+)
+def test_train_on_torch_refuses_what_it_cannot_do(tmp_path, extra, message):
+    result = _train_torch(tmp_path, *extra)
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_train_on_torch_fails_with_its_worker(tmp_path):
+    # The worker fails early: without torch at its import, with torch on the missing teacher.
+    result = _train_torch(tmp_path, "--time-budget", "1", "--teacher", str(tmp_path / "no.keras"))
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("error: worker failed: run (exit ")

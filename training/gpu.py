@@ -412,14 +412,14 @@ def run_command(
         )
     ]
     out.mkdir(parents=True, exist_ok=True)
-    _run_parallel(teachers, data, val, out)  # a failed teacher ends the run: no students
+    run_workers(teachers, data, val, out)  # a failed teacher ends the run: no students
     teacher_paths = tuple(
         str(path) for t in teachers if (path := out / t.name / "best.keras").exists()
     )
     if keep:
         _keep_teachers(teacher_paths, keep)
     students = [replace(config, teachers=teacher_paths) for config in students]
-    _run_parallel(students, data, val, out, keep)
+    run_workers(students, data, val, out, keep)
     _summarise(out, [*teachers, *students])
     if keep:
         _keep_records(out, keep)
@@ -448,7 +448,7 @@ def students_command(
     students = follow_up_students(out, start, learning_rate, seconds, first)
     if keep:
         keep.mkdir(parents=True, exist_ok=True)
-    _run_parallel(students, data, val, out, keep)
+    run_workers(students, data, val, out, keep)
     _summarise(out, students)
     if keep:
         _keep_records(out, keep)
@@ -537,7 +537,7 @@ def _worth_keeping(path: Path) -> bool:
     return path.name == "best.keras" and not path.parent.name.startswith("teacher")
 
 
-def _run_parallel(
+def run_workers(
     configs: list[FitConfig], data: str, val: str, out: Path, keep: Path | None = None
 ) -> None:
     """Start one ``fit`` process per config and wait for all of them.
