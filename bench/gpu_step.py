@@ -1,6 +1,6 @@
 """Training-step time of the GPU trainer: Keras layer calls vs the lowered torch forward.
 
-``training.gpu`` runs Keras 3 on torch. Each Keras layer call carries Python
+``fer-model gpu`` (``training.gpu``) runs Keras 3 on torch. Each Keras layer call carries Python
 work (argument checks, name scopes, dtype policies) that a small 48×48 layer's
 GPU kernels do not hide, so ``training.torch_forward`` applies the same
 operations to the same variables directly. This times one training step

@@ -1,4 +1,4 @@
-"""The GPU trainer (``training.gpu``): schedule, layouts and records, without torch.
+"""The GPU trainer (``fer-model gpu``): schedule, layouts and records, without torch.
 
 Its torch parts are tested in ``test_training_gpu_torch.py``.
 """
@@ -156,3 +156,65 @@ def test_follow_up_students_refuse_what_would_go_wrong(tmp_path, start, first, m
     assert result.exit_code == 2, result.output
     assert message in result.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["student-2", "teacher-1"]
+
+
+def test_a_failed_teacher_fails_the_run_with_one_line_and_no_students(tmp_path):
+    # The worker fails early (no such data file; without torch, at its import):
+    # either way the run must stop there with a non-zero exit, not go on to students.
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "training.cli", "gpu", "run", "--out", str(out)]
+    command += ["--data", str(tmp_path / "missing.npz"), "--val", str(tmp_path / "missing.npz")]
+    command += ["--teacher", "8,16/1", "--student", "8,8/1"]
+    command += ["--teacher-seconds", "1", "--student-seconds", "1"]
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1, result.stderr
+    reason = result.stderr.strip().splitlines()[-1]
+    assert reason.startswith("error: worker failed: teacher-1 (exit ")
+    assert not (out / "student-1").exists()
+    assert not (out / "summary.json").exists()
+
+
+def test_the_gpu_trainer_is_a_fer_model_subcommand():
+    from typer.testing import CliRunner
+
+    from training.cli import app
+
+    result = CliRunner().invoke(app, ["gpu", "--help"])
+    assert result.exit_code == 0, result.output
+    for command in ("run", "students", "fit"):
+        assert command in result.output
+
+
+def _tiny_npz(path: Path, n: int = 16) -> Path:
+    rng = np.random.default_rng(0)
+    np.savez(path, x=rng.integers(0, 256, (n, 48, 48), dtype=np.uint8), y=np.arange(n) % 7)
+    return path
+
+
+def _train_torch(tmp_path, *extra: str) -> subprocess.CompletedProcess:
+    data = _tiny_npz(tmp_path / "train.npz")
+    command = [sys.executable, "-m", "training.cli", "train", "--backend", "torch"]
+    command += ["--data", str(data), "--val", str(data), "--out", str(tmp_path / "run"), *extra]
+    return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ((), "give --time-budget"),
+        (("--time-budget", "1", "--resume"), "--resume is for --backend keras"),
+        (("--time-budget", "1", "--max-steps-per-epoch", "2"), "for --backend keras"),
+    ],
+)
+def test_train_on_torch_refuses_what_it_cannot_do(tmp_path, extra, message):
+    result = _train_torch(tmp_path, *extra)
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_train_on_torch_fails_with_its_worker(tmp_path):
+    # The worker fails early: without torch at its import, with torch on the missing teacher.
+    result = _train_torch(tmp_path, "--time-budget", "1", "--teacher", str(tmp_path / "no.keras"))
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("error: worker failed: run (exit ")

@@ -17,12 +17,14 @@ import typer
 from rich.console import Console
 
 from training.data import DataError, load_faces, shared_split
+from training.gpu import app as gpu_app
 
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     help="Train, evaluate and export the FER-TMS expression model.",
 )
+app.add_typer(gpu_app, name="gpu")  # fer-model gpu run|students|fit: the torch/GPU trainer
 err = Console(stderr=True, soft_wrap=True)  # one error, one line: never hard-wrap
 
 
@@ -91,8 +93,23 @@ def train(
     distill_weight: Annotated[
         float, typer.Option(min=0.0, max=1.0, help="The teacher's share of each target.")
     ] = 0.5,
+    backend: Annotated[
+        str,
+        typer.Option(
+            help="keras: Keras/TensorFlow epochs on CPU; torch: one `fer-model gpu fit` worker "
+            "(Keras on torch, wall-clock schedule over --time-budget, online distillation)."
+        ),
+    ] = "keras",
 ) -> None:
     """Train the classifier on FER2013 and keep the epoch with the best validation accuracy."""
+    if backend not in ("keras", "torch"):
+        fail(f"--backend must be keras or torch, got {backend!r}")
+    if backend == "torch" and resume:
+        fail("--resume is for --backend keras (a torch run is one wall-clock cycle)")
+    if backend == "torch" and time_budget is None:
+        fail("--backend torch schedules over wall-clock time: give --time-budget")
+    if backend == "torch" and max_steps_per_epoch is not None:
+        fail("--max-steps-per-epoch is for --backend keras")
     from training.train import IncompatibleWeights, TrainConfig
     from training.train import train as run_training
 
@@ -132,6 +149,9 @@ def train(
             if not resume
             else "--init-weights starts a new run; it cannot be combined with --resume"
         )
+    if backend == "torch":
+        _train_on_torch(options, data, val, out, width_tuple, convs, time_budget, init_weights)
+        return
     if options["teacher"] is not None:
         _check_teacher(Path(options["teacher"]))
     config = TrainConfig(
@@ -159,6 +179,40 @@ def train(
     except IncompatibleWeights as exc:
         fail(str(exc))
     err.print(f"best model: {best}")
+
+
+def _train_on_torch(
+    options: dict[str, Any],
+    data: Path,
+    val: Path,
+    out: Path,
+    widths: tuple[int, ...],
+    convs: tuple[int, ...],
+    time_budget: float | None,
+    init_weights: Path | None,
+) -> None:
+    """``train --backend torch``: the same options as one ``fer-model gpu fit`` worker."""
+    from training.gpu import FitConfig, run_workers
+
+    assert time_budget is not None  # checked before the data were read
+    config = FitConfig(
+        name=out.name,
+        widths=widths,
+        convs_per_stage=convs,
+        seconds=time_budget * 60.0,
+        batch_size=options["batch_size"],
+        learning_rate=options["learning_rate"],
+        weight_decay=options["weight_decay"],
+        warmup_fraction=min(options["warmup_epochs"] / options["epochs"], 1.0),
+        label_smoothing=options["label_smoothing"],
+        dropout=options["dropout"],
+        seed=options["seed"],
+        teachers=(options["teacher"],) if options["teacher"] else (),
+        distill_weight=options["distill_weight"],
+        init_weights=str(init_weights) if init_weights else None,
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    run_workers([config], str(data), str(val), out.parent)
 
 
 def _resumed_options(ctx: typer.Context, out: Path, names: tuple[str, ...]) -> dict:

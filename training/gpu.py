@@ -1,11 +1,11 @@
 """Train on a CUDA GPU: wide teachers, then small students distilled from them.
 
-``python -m training.gpu run --data train.npz --val val.npz --out DIR`` trains
+``fer-model gpu run --data train.npz --val val.npz --out DIR`` trains
 the teachers side by side, then the students side by side, each as its own
 process sharing the one GPU, and leaves in ``DIR/<name>/`` the same records as
 ``fer-model train`` (``best.keras``, ``history.csv``, ``curves.png``,
 ``config.json``). ``fer-model export`` turns a student's ``best.keras`` into
-the shipped int8 model on any machine. ``python -m training.gpu students``
+the shipped int8 model on any machine. ``fer-model gpu students``
 then trains more students from one of them with the same teachers, a cycle
 that costs only the students' time on a machine that still holds ``DIR``.
 
@@ -50,7 +50,16 @@ import typer
 from fer_tui.emotions import NUM_CLASSES
 from training.augment_config import AugmentConfig
 
-app = typer.Typer(add_completion=False, help=__doc__.split("\n\n")[0])
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__.split("\n\n")[0])
+WORKER = [sys.executable, "-m", "training.cli", "gpu", "fit"]
+"""How ``run`` and ``students`` start one model's worker process."""
+
+
+@app.callback()
+def _gpu_root() -> None:
+    """Train on a CUDA GPU: wide teachers, then small students distilled from them."""
+    # Before anything imports Keras: the GPU machines have torch, not TensorFlow.
+    os.environ.setdefault("KERAS_BACKEND", "torch")
 
 
 @dataclass
@@ -126,7 +135,8 @@ def fit(
     ensemble_acc = _evaluate(_Ensemble(teachers), x_val, y_val)[1] if teachers else None
     _write_run_config(out, config, data, val, device, ensemble_acc)
 
-    batches = _Batches(x_train, y_train, teachers, config, generator)
+    rng = np.random.default_rng(config.seed)
+    batches = _Batches(x_train, y_train, teachers, config, generator, rng)
     history: list[dict] = []
     best_val, best_path = -1.0, out / "best.keras"
     started = time.monotonic()
@@ -168,13 +178,14 @@ class _Batches:
     y: Any  # int64 N tensor
     teachers: list
     config: FitConfig
-    generator: Any
+    generator: Any  # torch's, for the shuffling order
+    rng: np.random.Generator  # numpy's, for the augmentation draws
 
     def get(self, index):
         """Augmented faces (N×48×48×1, 0–255) and their targets for ``index``."""
         from training.augment_torch import augment_batch
 
-        faces = augment_batch(self.x[index, None].float(), self.config.augment, self.generator)
+        faces = augment_batch(self.x[index, None].float(), self.config.augment, self.rng)
         faces = faces.permute(0, 2, 3, 1)  # N×H×W×1, as the Keras model takes them
         return faces, _targets(self.y[index], faces, self.teachers, self.config)
 
@@ -266,7 +277,7 @@ def _write_run_config(
     from training.data import file_sha256
 
     record = {
-        "command": shlex.join([sys.executable, "-m", "training.gpu", *sys.argv[1:]]),
+        "command": shlex.join(["fer-model", *sys.argv[1:]]),  # argv: [cli.py, "gpu", "fit", ...]
         "config": asdict(config),
         "data": {"train": file_sha256(data), "val": file_sha256(val)},
         "teacher_ensemble_val_accuracy": ensemble_acc,
@@ -401,14 +412,14 @@ def run_command(
         )
     ]
     out.mkdir(parents=True, exist_ok=True)
-    _run_parallel(teachers, data, val, out)
+    run_workers(teachers, data, val, out)  # a failed teacher ends the run: no students
     teacher_paths = tuple(
         str(path) for t in teachers if (path := out / t.name / "best.keras").exists()
     )
     if keep:
         _keep_teachers(teacher_paths, keep)
     students = [replace(config, teachers=teacher_paths) for config in students]
-    _run_parallel(students, data, val, out, keep)
+    run_workers(students, data, val, out, keep)
     _summarise(out, [*teachers, *students])
     if keep:
         _keep_records(out, keep)
@@ -437,7 +448,7 @@ def students_command(
     students = follow_up_students(out, start, learning_rate, seconds, first)
     if keep:
         keep.mkdir(parents=True, exist_ok=True)
-    _run_parallel(students, data, val, out, keep)
+    run_workers(students, data, val, out, keep)
     _summarise(out, students)
     if keep:
         _keep_records(out, keep)
@@ -526,22 +537,27 @@ def _worth_keeping(path: Path) -> bool:
     return path.name == "best.keras" and not path.parent.name.startswith("teacher")
 
 
-def _run_parallel(
+def run_workers(
     configs: list[FitConfig], data: str, val: str, out: Path, keep: Path | None = None
 ) -> None:
-    """Start one ``fit`` process per config and wait for all of them."""
+    """Start one ``fit`` process per config and wait for all of them.
+
+    A worker that fails (non-zero exit) fails the whole command: one ``error:``
+    line naming the workers and their exit status, then exit status 1.
+    """
     procs = []
     for config in configs:
         raw = asdict(config)
-        command = [sys.executable, "-m", "training.gpu", "fit", "--config-json", json.dumps(raw)]
+        command = [*WORKER, "--config-json", json.dumps(raw)]
         command += ["--data", data, "--val", val, "--out", str(out / config.name)]
         if keep and config.teachers:
             command += ["--copy-best-to", str(keep / f"{config.name}.keras")]
         env = {**os.environ, "OMP_NUM_THREADS": "2", "KERAS_BACKEND": "torch"}
         procs.append(subprocess.Popen(command, env=env))
-    failed = [c.name for c, p in zip(configs, procs, strict=True) if p.wait() != 0]
-    if failed:
-        print(f"failed: {', '.join(failed)}", file=sys.stderr, flush=True)
+    codes = [(c.name, p.wait()) for c, p in zip(configs, procs, strict=True)]
+    if failed := [f"{name} (exit {code})" for name, code in codes if code != 0]:
+        print(f"error: worker failed: {', '.join(failed)}", file=sys.stderr, flush=True)
+        raise typer.Exit(1)
 
 
 def _summarise(out: Path, configs: list[FitConfig]) -> None:
@@ -563,13 +579,3 @@ def _summarise(out: Path, configs: list[FitConfig]) -> None:
         }
     (out / "summary.json").write_text(json.dumps(rows, indent=2) + "\n")
     print(json.dumps(rows, indent=2), flush=True)
-
-
-def main() -> None:
-    # Before anything imports Keras: the GPU machines have torch, not TensorFlow.
-    os.environ.setdefault("KERAS_BACKEND", "torch")
-    app()
-
-
-if __name__ == "__main__":
-    main()
