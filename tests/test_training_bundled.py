@@ -65,5 +65,8 @@ def test_record_describes_the_contract(scored):
     assert record["input"]["shape"] == [1, 48, 48, 1]
     assert record["file_bytes"] == BUNDLED_MODEL.stat().st_size
     assert record["command"].startswith("fer-model export ")
-    trained_by = record["training"]["command"]  # the CPU loop, or the GPU one (training.gpu)
-    assert trained_by.startswith("fer-model train ") or " -m training.gpu fit " in trained_by
+    # The CPU loop, the GPU worker, or the GPU worker as it was invoked before `fer-model gpu`.
+    trained_by = record["training"]["command"]
+    assert trained_by.startswith(("fer-model train ", "fer-model gpu fit ")) or (
+        " -m training.gpu fit " in trained_by
+    )
