@@ -48,8 +48,7 @@ class Calibration:
     folds: tuple[float, float]
 
     def to_json(self) -> dict:
-        return {
-            "temperature": self.temperature,
+        return {  # the temperature itself goes in the inference mode beside this
             "ece_before": round(self.ece_before, 4),
             "ece_after": round(self.ece_after, 4),
             "ece_two_fold": round(self.ece_two_fold, 4),

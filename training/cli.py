@@ -350,15 +350,15 @@ def evaluate(
     try:
         faces = load_faces(data_path, split)
         predict = load_predictor(model)
-        mode = model_inference(model)
+        inference = model_inference(model)
     except (ModelError, DataError) as exc:
         fail(str(exc))
     results = run_evaluate(
         predict,
         faces,
         out,
-        flip=mode.flip_average if flip is None else flip,
-        temperature=mode.temperature if temperature is None else temperature,
+        flip=inference.flip_average if flip is None else flip,
+        temperature=inference.temperature if temperature is None else temperature,
         model_name=model.name,
     )
     typer.echo((out / "metrics.md").read_text(encoding="utf-8"))

@@ -8,6 +8,7 @@ what the client ships. Every failure to use a model file raises
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -86,7 +87,11 @@ def predict_probs(predict: Predictor, faces: np.ndarray, flip: bool = False) -> 
 
 def model_inference(path: str | Path) -> InferenceMode:
     """The inference mode a ``.tflite`` model's JSON records (one view, T = 1 otherwise)."""
-    path = Path(path)
-    if path.suffix == ".tflite" and path.with_suffix(".json").is_file():
-        return EmotionClassifier(path).inference
-    return InferenceMode()
+    meta_path = Path(path).with_suffix(".json")
+    if Path(path).suffix != ".tflite" or not meta_path.is_file():
+        return InferenceMode()
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"{meta_path}: unreadable model JSON ({exc})") from None
+    return InferenceMode.from_metadata(meta)
