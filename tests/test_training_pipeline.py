@@ -127,6 +127,7 @@ def test_resume_takes_the_runs_own_options_unless_given(trained, tmp_path, monke
     copy = tmp_path / "run"
     shutil.copytree(run, copy)
     record = json.loads((copy / "config.json").read_text())
+    del record["config"]["teachers"]  # as written before --teacher could be repeated
     record["config"].update(teacher=str(run / "best.keras"), distill_weight=0.3)
     (copy / "config.json").write_text(json.dumps(record))
     seen = {}
@@ -144,7 +145,7 @@ def test_resume_takes_the_runs_own_options_unless_given(trained, tmp_path, monke
     assert config.epochs == 9  # given: wins
     assert (config.batch_size, config.seed, config.learning_rate) == (32, 7, 1e-2)
     assert (config.widths, config.convs_per_stage) == ((8, 16), (1, 1))
-    assert (config.teacher, config.distill_weight) == (str(run / "best.keras"), 0.3)
+    assert (config.teachers, config.distill_weight) == ((str(run / "best.keras"),), 0.3)
 
 
 def test_a_budget_stopped_run_resumes_with_no_options_repeated(tmp_path):
@@ -243,14 +244,42 @@ def test_init_weights_narrows_a_wider_model_and_a_teacher_guides_it(trained, tmp
         run / "best.keras",
         "--teacher",
         run / "best.keras",
+        "--teacher",
+        run / "last.keras",
         "--distill-weight",
         0.3,
     )
     assert result.exit_code == 0, result.output
     config = json.loads((tmp_path / "narrow" / "config.json").read_text())["config"]
     assert config["widths"] == [int(w) for w in narrow.split(",")]
-    assert config["teacher"] == str(run / "best.keras") and config["distill_weight"] == 0.3
+    assert config["teachers"] == [str(run / "best.keras"), str(run / "last.keras")]
+    assert config["distill_weight"] == 0.3
     assert read_history(tmp_path / "narrow")[-1]["val_accuracy"] > 0.6
+
+
+def test_teachers_are_averaged_into_the_targets(monkeypatch):
+    """Two teachers' flip-averaged views are averaged, then mixed with the one-hot labels."""
+    from training.data import FaceSet
+    from training.train import TrainConfig, _targets
+
+    faces = np.zeros((2, 48, 48), np.uint8)
+    faces[:, :, :24] = 200  # not mirror-symmetric: a teacher sees two different views
+    views = {"a": np.eye(7)[[0, 1]], "b": np.eye(7)[[2, 3]]}
+
+    def load_predictor(path):
+        def predict(batch):
+            mirrored = batch[0, 0, -1] == 200
+            return np.roll(views[path], 1, axis=1) if mirrored else views[path]
+
+        return predict
+
+    monkeypatch.setattr("training.predict.load_predictor", load_predictor)
+    config = TrainConfig(data="", val="", out="", teachers=("a", "b"), distill_weight=0.4)
+    targets = _targets(FaceSet(faces, np.array([6, 6]), "test"), config)
+    mean_a = (views["a"] + np.roll(views["a"], 1, axis=1)) / 2
+    mean_b = (views["b"] + np.roll(views["b"], 1, axis=1)) / 2
+    expected = 0.6 * np.eye(7)[[6, 6]] + 0.4 * (mean_a + mean_b) / 2
+    np.testing.assert_allclose(targets, expected, atol=1e-6)
 
 
 @pytest.fixture(scope="module")

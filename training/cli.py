@@ -84,10 +84,10 @@ def train(
         ),
     ] = None,
     teacher: Annotated[
-        Path | None,
+        list[Path] | None,
         typer.Option(
             help="Distil from this .keras/.tflite model: its flip-averaged probabilities "
-            "are mixed into the labels."
+            "are mixed into the labels. Repeat it for an ensemble: their mean is used."
         ),
     ] = None,
     distill_weight: Annotated[
@@ -125,7 +125,7 @@ def train(
         "dropout": dropout,
         "seed": seed,
         "max_steps_per_epoch": max_steps_per_epoch,
-        "teacher": str(teacher) if teacher else None,
+        "teachers": [str(path) for path in teacher or ()],
         "distill_weight": distill_weight,
     }
     if resume:  # what the command line left unset comes from the run's config.json
@@ -152,8 +152,9 @@ def train(
     if backend == "torch":
         _train_on_torch(options, data, val, out, width_tuple, convs, time_budget, init_weights)
         return
-    if options["teacher"] is not None:
-        _check_teacher(Path(options["teacher"]))
+    options["teachers"] = tuple(options["teachers"])
+    for path in options["teachers"]:
+        _check_teacher(Path(path))
     config = TrainConfig(
         data=str(data),
         val=str(val),
@@ -207,7 +208,7 @@ def _train_on_torch(
         label_smoothing=options["label_smoothing"],
         dropout=options["dropout"],
         seed=options["seed"],
-        teachers=(options["teacher"],) if options["teacher"] else (),
+        teachers=tuple(options["teachers"]),
         distill_weight=options["distill_weight"],
         init_weights=str(init_weights) if init_weights else None,
     )
@@ -228,12 +229,18 @@ def _resumed_options(ctx: typer.Context, out: Path, names: tuple[str, ...]) -> d
         saved = json.loads(path.read_text())["config"]
     except (OSError, ValueError, KeyError, TypeError):
         fail(f"--resume: cannot read the run's options from {path}")
-    options = {}
+    if saved.get("teacher"):  # a run from before --teacher could be repeated
+        saved.setdefault("teachers", [saved["teacher"]])
+    options: dict[str, Any] = {}
     for name in names:
-        source = ctx.get_parameter_source(name)  # click's ParameterSource (typer vendors click)
+        parameter = "teacher" if name == "teachers" else name  # the option is singular
+        source = ctx.get_parameter_source(parameter)  # click's ParameterSource
         if name in saved and source is not None and source.name == "DEFAULT":
             value = saved[name]
-            options[name] = ",".join(map(str, value)) if isinstance(value, list) else value
+            if name == "teachers":
+                options[name] = list(value)
+            else:
+                options[name] = ",".join(map(str, value)) if isinstance(value, list) else value
     return options
 
 

@@ -49,7 +49,7 @@ class TrainConfig:
     time_budget_minutes: float | None = None
     max_steps_per_epoch: int | None = None
     init_weights: str | None = None
-    teacher: str | None = None
+    teachers: tuple[str, ...] = ()
     distill_weight: float = 0.5
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
@@ -175,23 +175,28 @@ def _warm_start(model, source: Path) -> None:
 
 
 def _targets(train_set: FaceSet, config: TrainConfig) -> np.ndarray:
-    """Training targets: one-hot labels, mixed with a teacher's probabilities if there is one.
+    """Training targets: one-hot labels, mixed with the teachers' mean probabilities.
 
-    Distillation from a stronger (or wider) net's soft labels tells the student
-    which wrong classes are plausible for each face; the teacher's view is
-    averaged over each face and its mirror image, since augmentation flips.
+    Distillation from stronger (or wider) nets' soft labels tells the student
+    which wrong classes are plausible for each face; several teachers are
+    averaged (an ensemble labels better than any of its members), and each
+    teacher's view is averaged over each face and its mirror image, since
+    augmentation flips. The labels are computed once, before the first epoch.
     """
     targets = np.eye(len(LABELS), dtype=np.float32)[train_set.y]
-    if not config.teacher:
+    if not config.teachers:
         return targets
     from fer_tui.classifier import ModelError
     from training.predict import load_predictor, predict_probs
 
-    try:
-        teacher = load_predictor(config.teacher)
-    except ModelError as exc:
-        raise IncompatibleWeights(f"--teacher: {exc}") from None
-    soft = predict_probs(teacher, train_set.x, flip=True).astype(np.float32)
+    soft = np.zeros_like(targets)
+    for path in config.teachers:
+        try:
+            teacher = load_predictor(path)
+        except ModelError as exc:
+            raise IncompatibleWeights(f"--teacher {path}: {exc}") from None
+        soft += predict_probs(teacher, train_set.x, flip=True).astype(np.float32)
+    soft /= len(config.teachers)
     return (1.0 - config.distill_weight) * targets + config.distill_weight * soft
 
 
