@@ -313,6 +313,7 @@ class MirrorRoom(Room):
         self.everyone: tuple[Member, ...] = ()
         self.local: dict[Client, _Local] = {}
         self.syncing = False
+        self.sync_failed = False  # retried by retry_failed_syncs
         self.buffer: list[Event] = []
         self.topic_frame = ""  # the last topic frame seen, to spot one a sync brings
 
@@ -525,7 +526,10 @@ class ClusterHub(Hub):
         if isinstance(call, SyncCall):
             room = self.rooms.get(call.room)
             if room is not None:
-                room.syncing = False  # the next event or resubscription asks again
+                # Events buffered for it may be all the room gets for a while
+                # (a quiet room): the engine retries once it reaches storage.
+                room.syncing = False
+                room.sync_failed = True
         return []
 
     def outage(self, reason: str) -> list[Action]:
@@ -558,6 +562,14 @@ class ClusterHub(Hub):
         actions: list[Action] = []
         for room in self.rooms.values():
             actions += self._begin_sync(room, [])
+        return actions
+
+    def retry_failed_syncs(self) -> list[Action]:
+        """Sync again every room whose last sync failed (call when storage is reachable)."""
+        actions: list[Action] = []
+        for room in self.rooms.values():
+            if room.sync_failed:
+                actions += self._begin_sync(room, room.buffer)
         return actions
 
     def sync_done(self, call: SyncCall, result: SyncResult) -> list[Action]:
@@ -619,7 +631,7 @@ class ClusterHub(Hub):
         room.buffer = buffered + room.buffer if room.syncing else buffered
         if room.syncing:
             return []
-        room.syncing = True
+        room.syncing, room.sync_failed = True, False
         return [Call(SyncCall(room.name, room.seq, self.limits.history_size))]
 
     def _apply(self, room: MirrorRoom, event: Event) -> list[Action]:

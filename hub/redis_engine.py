@@ -764,6 +764,7 @@ class RedisEngine:
             # have removed our members. Register them again.
             await self._register_members()
         await self._run("reap", "", self.ttl_ms)
+        self.dispatch(self.core.retry_failed_syncs())
         leaves, self._leaves = self._leaves, []
         for call in leaves:
             await self.execute(call)

@@ -236,6 +236,22 @@ def test_resync_after_a_lost_subscription_covers_every_room() -> None:
     assert isinstance(action, Call) and isinstance(action.request, SyncCall)
 
 
+def test_a_failed_sync_is_retried_and_keeps_the_events_buffered_meanwhile() -> None:
+    """A quiet room may get no further event to ask again: the engine's retry must."""
+    hub = ClusterHub()
+    ana = joined(hub, "ana", pos=1, seq=0)
+    (action,) = hub.resync()
+    assert isinstance(action, Call) and isinstance(action.request, SyncCall)
+    assert hub.event(ROOM, message_event(2, 1)) == []  # buffered while syncing
+    hub.call_failed(action.request, "storage down")
+    (retry,) = hub.retry_failed_syncs()
+    assert isinstance(retry, Call) and retry.request == action.request
+    assert hub.retry_failed_syncs() == []  # one sync in flight at a time
+    frames = frames_for(ana, hub.sync_done(retry.request, SyncResult(1, 0, (), (), "")))
+    assert [(f["type"], f["seq"]) for f in frames] == [("message", 1)]
+    assert hub.retry_failed_syncs() == []
+
+
 def test_an_unreachable_engine_is_reported_to_every_local_client() -> None:
     hub = ClusterHub()
     ana, bo = joined(hub, "ana", pos=1), joined(hub, "bo", pos=2)
