@@ -30,13 +30,17 @@ sys.path.insert(0, str(REPO / "bench"))
 import redis.asyncio as aioredis  # noqa: E402
 from redis_bench_support import RedisProcess, free_port  # noqa: E402
 
-from hub.redis_engine import _POST, send_packed  # noqa: E402
+from hub.redis_nodes import send_packed  # noqa: E402
+from hub.redis_scripts import room_base, scripts  # noqa: E402
+
+POST = scripts(sharded=True)["post"]
 
 HEAD, TAIL = '{"type":"message","room":"r","seq":', ',"id":"x","text":"hello"}'
 
 
 def post_args(sender: int, n: int) -> list[Any]:
-    return ["bench:", f"room{sender}", "ana", f"m{n}", HEAD, TAIL, 10_000, "c", ""]
+    """``numkeys``, the room's key prefix, then the post script's ARGV."""
+    return [1, room_base("bench:", f"room{sender}"), "ana", f"m{n}", HEAD, TAIL, 10_000, "c", ""]
 
 
 async def run_mode(
@@ -46,7 +50,7 @@ async def run_mode(
 
     async def one_by_one(sender: int) -> None:
         for n in range(messages):
-            await client.evalsha(sha, 0, *post_args(sender, n))
+            await client.evalsha(sha, *post_args(sender, n))
 
     await client.flushdb()
     cpu, wall = time.process_time(), time.perf_counter()
@@ -54,13 +58,13 @@ async def run_mode(
         await asyncio.gather(*(one_by_one(s) for s in range(senders)))
     elif mode == "packed write":
         for n in range(messages):
-            commands = [("EVALSHA", sha, 0, *post_args(s, n)) for s in range(senders)]
+            commands = [("EVALSHA", sha, *post_args(s, n)) for s in range(senders)]
             await send_packed(client.connection_pool, commands)
     else:
         for n in range(messages):
             pipe = client.pipeline(transaction=False)
             for sender in range(senders):
-                pipe.evalsha(sha, 0, *post_args(sender, n))
+                pipe.evalsha(sha, *post_args(sender, n))
             await pipe.execute()
     posts = senders * messages
     return 1e6 * (time.process_time() - cpu) / posts, posts / (time.perf_counter() - wall)
@@ -74,7 +78,7 @@ async def main_async(args: argparse.Namespace) -> None:
             server.url, max_connections=32, decode_responses=True
         )
         client = aioredis.Redis(connection_pool=pool)
-        sha = await client.script_load(_POST)
+        sha = await client.script_load(POST.source)
         results: dict[str, list[tuple[float, float]]] = {
             "separate calls": [],
             "pipelined": [],

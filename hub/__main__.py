@@ -98,7 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="URL",
         default=None,
         help="share rooms, history and presence with every hub on this Redis"
-        " (redis://HOST:6379/0); needs the redis extra",
+        " (redis://HOST:6379/0) or Redis Cluster (one node's URL, or a seed list:"
+        " redis://HOST:7000,HOST:7001); needs the redis extra",
     )
     shared.add_argument(
         "--redis-heartbeat",
@@ -399,6 +400,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         build_parser().error("per-IP limits and --jwt-leeway must not be negative")
     if args.redis is not None and not _installed("redis"):
         build_parser().error("--redis needs the redis extra: pip install 'fer-tms[redis]'")
+    if args.redis is not None:
+        from .redis_nodes import split_seeds
+
+        try:
+            split_seeds(args.redis)
+        except ValueError as exc:
+            build_parser().error(f"--redis: {exc}")
     try:
         for network in args.ip_limit_exempt:
             ipaddress.ip_network(network)

@@ -7,18 +7,21 @@ installs Debian's package) or the ``redis`` client package is missing;
 
 from __future__ import annotations
 
+import asyncio
 import binascii
 import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-from hub_fixtures import free_port
+from hub_fixtures import Peer, free_port, start_hub_process
 
 WAIT = 10.0
 
@@ -215,3 +218,60 @@ def redis_cluster(directory: Path, count: int = 3) -> Iterator[RedisCluster]:
         yield cluster
     finally:
         cluster.stop()
+
+
+class Hubs:
+    """``fer-hub --redis`` processes on one Redis (or cluster), started and killed by a test."""
+
+    def __init__(self, url: str, beat: str) -> None:
+        self.url = url
+        self.beat = beat
+        self.procs: list[subprocess.Popen[str]] = []
+        self.urls: list[str] = []
+
+    def start(self, count: int = 1, beat: str | None = None, redis: str | None = None) -> list[str]:
+        """Start ``count`` hubs (on ``redis`` instead of the usual URL); their ws:// URLs."""
+        for _ in range(count):
+            proc, url = start_hub_process(
+                "--redis", redis or self.url, "--redis-heartbeat", beat or self.beat,
+                "--rate", "1000", "--burst", "1000", "--log-level", "WARNING",
+            )  # fmt: skip
+            self.procs.append(proc)
+            self.urls.append(url)
+        return self.urls[-count:]
+
+    def kill(self, index: int) -> None:
+        self.procs[index].send_signal(signal.SIGKILL)
+        self.procs[index].wait(10)
+
+    def stop_all(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self.procs:
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
+
+
+@contextlib.asynccontextmanager
+async def member(url: str, user: str, **join: Any) -> AsyncIterator[Peer]:
+    async with Peer.open(url) as peer:
+        await peer.join("lobby", user, **join)
+        yield peer
+
+
+async def messages(peer: Peer, count: int, timeout: float = 20.0) -> list[dict[str, Any]]:
+    """The next ``count`` chat messages ``peer`` receives (presence is skipped)."""
+    got = []
+    async with asyncio.timeout(timeout):
+        while len(got) < count:
+            got.append(await peer.recv_type("message", timeout))
+    return got
+
+
+async def no_more_messages(peer: Peer, quiet: float = 0.5) -> bool:
+    """True if no chat message arrives for ``quiet`` seconds (presence may)."""
+    return not [f for f in await peer.drain(quiet) if f["type"] == "message"]

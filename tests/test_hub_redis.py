@@ -9,16 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from hub_fixtures import REPO, Peer, free_port, start_hub_process
-from redis_fixtures import RedisServer, redis_server
+from hub_fixtures import REPO, Peer, free_port, hub
+from redis_fixtures import Hubs, RedisServer, member, messages, no_more_messages, redis_server
 
 from hub import protocol
 
@@ -34,68 +33,13 @@ def redis(tmp_path: Path) -> Iterator[RedisServer]:
         yield server
 
 
-class Hubs:
-    """Hub processes on one Redis, started and killed by the test."""
-
-    def __init__(self, redis: RedisServer) -> None:
-        self.redis = redis
-        self.procs: list[subprocess.Popen[str]] = []
-        self.urls: list[str] = []
-
-    def start(self, count: int = 1, beat: str = BEAT) -> list[str]:
-        for _ in range(count):
-            proc, url = start_hub_process(
-                "--redis", self.redis.url, "--redis-heartbeat", beat,
-                "--rate", "1000", "--burst", "1000", "--log-level", "WARNING",
-            )  # fmt: skip
-            self.procs.append(proc)
-            self.urls.append(url)
-        return self.urls[-count:]
-
-    def kill(self, index: int) -> None:
-        self.procs[index].send_signal(signal.SIGKILL)
-        self.procs[index].wait(10)
-
-    def stop_all(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in self.procs:
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
-
-
 @pytest.fixture
 def hubs(redis: RedisServer) -> Iterator[Hubs]:
-    running = Hubs(redis)
+    running = Hubs(redis.url, BEAT)
     try:
         yield running
     finally:
         running.stop_all()
-
-
-@contextlib.asynccontextmanager
-async def member(url: str, user: str, **join: Any) -> AsyncIterator[Peer]:
-    async with Peer.open(url) as peer:
-        await peer.join("lobby", user, **join)
-        yield peer
-
-
-async def messages(peer: Peer, count: int, timeout: float = 20.0) -> list[dict[str, Any]]:
-    """The next ``count`` chat messages ``peer`` receives (presence is skipped)."""
-    got = []
-    async with asyncio.timeout(timeout):
-        while len(got) < count:
-            got.append(await peer.recv_type("message", timeout))
-    return got
-
-
-async def no_more_messages(peer: Peer, quiet: float = 0.5) -> bool:
-    """True if no chat message arrives for ``quiet`` seconds (presence may)."""
-    return not [f for f in await peer.drain(quiet) if f["type"] == "message"]
 
 
 async def test_a_message_through_any_hub_reaches_everyone_once_in_one_order(hubs: Hubs) -> None:
@@ -338,7 +282,9 @@ async def test_a_room_left_empty_on_a_hub_is_released_and_works_when_rejoined(
 
     def subscribers() -> int:
         with redis_client.Redis.from_url(redis.url) as client:
-            return client.pubsub_numsub("fer:room:{lobby}:events")[0][1]
+            # Redis 7 has sharded pub/sub, which the hubs then use.
+            reply = client.execute_command("PUBSUB", "SHARDNUMSUB", "fer:room:{lobby}:events")
+            return int(reply[1])
 
     one, two = hubs.start(2)
     async with member(two, "bo") as bo:
@@ -356,3 +302,49 @@ async def test_a_room_left_empty_on_a_hub_is_released_and_works_when_rejoined(
             assert (got["id"], got["seq"]) == ("m3", 3)
         joined = await _history(one)
         assert [m["id"] for m in joined] == ["m1", "m2", "m3"]
+
+
+async def test_two_hubs_share_rooms_over_plain_pub_sub_where_redis_predates_sharded_channels(
+    redis: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import redis as redis_client
+
+    from hub import redis_nodes
+
+    monkeypatch.setattr(redis_nodes, "_major", lambda info: 6)  # as a Redis 6 answers
+    async with (
+        hub(redis_url=redis.url, redis_heartbeat=0.2) as one,
+        hub(redis_url=redis.url, redis_heartbeat=0.2) as two,
+        member(one.url, "ana") as ana,
+        member(two.url, "bo") as bo,
+    ):
+        await ana.say("m1")
+        assert [m["id"] for m in await messages(bo, 1)] == ["m1"]
+        with redis_client.Redis.from_url(redis.url) as client:
+            assert client.pubsub_numsub("fer:room:{lobby}:events")[0][1] == 2
+            assert int(client.execute_command("PUBSUB", "SHARDNUMSUB", "x")[1]) == 0
+
+
+@pytest.mark.parametrize(
+    ("url", "first", "seeds"),
+    [
+        ("redis://h:6379/0", "redis://h:6379/0", []),
+        ("redis://u:p@a:7000,b:7001,c:7002", "redis://u:p@a:7000", [("b", 7001), ("c", 7002)]),
+        ("rediss://:pw@a:1,[::1]:2/3?x=1", "rediss://:pw@a:1/3?x=1", [("::1", 2)]),
+    ],
+)
+def test_a_seed_list_is_split_into_its_first_url_and_the_other_nodes(
+    url: str, first: str, seeds: list[tuple[str, int]]
+) -> None:
+    from hub.redis_nodes import split_seeds
+
+    assert split_seeds(url) == (first, seeds)
+
+
+def test_a_malformed_seed_list_stops_the_hub_with_one_clear_line() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "hub", "--redis", "redis://a:7000,b"],
+        capture_output=True, text=True, timeout=30, cwd=REPO, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert "--redis: a seed must be HOST:PORT, got 'b'" in done.stderr

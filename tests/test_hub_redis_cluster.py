@@ -1,19 +1,25 @@
-"""A room's Redis keys on a real 3-node Redis Cluster: one slot per room.
+"""Hubs on a real 3-node Redis Cluster (127.0.0.1, no replicas).
 
-The hub's room keys carry the room as a hash tag (:func:`hub.redis_engine.room_key`);
-these tests ask a real cluster (``CLUSTER KEYSLOT``) where they land, and check
-:func:`redis_fixtures.key_slot` (CRC16) against it.
+The hub's room keys carry the room as a hash tag (:func:`hub.redis_scripts.room_key`);
+the first tests ask the cluster (``CLUSTER KEYSLOT``) where they land, and check
+:func:`redis_fixtures.key_slot` (CRC16) against it. The rest run ``fer-hub``
+processes on the cluster, some given the seed list and some one node's URL,
+with rooms spread over all three nodes.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from redis_fixtures import RedisCluster, key_slot, redis_cluster
+from hub_fixtures import Peer
+from redis_fixtures import Hubs, RedisCluster, key_slot, messages, no_more_messages, redis_cluster
 
-from hub.redis_engine import room_key
+from hub.redis_scripts import hubs_base, room_key
 
 # Every key and the channel the scripts build for a room.
 KINDS = ("seq", "pos", "log", "ids", "members", "topic", "events", "dm:ana\nm1")
@@ -49,5 +55,160 @@ def test_key_slot_matches_the_cluster_on_untagged_and_empty_tag_keys(
     cluster: RedisCluster,
 ) -> None:
     node = cluster.nodes[1]
-    for key in ("fer:hubs", "fer:hub:ab12", "{}x", "a{}b{c}", "plain"):
+    for key in (hubs_base("fer:"), "fer:hub:ab12", "{}x", "a{}b{c}", "plain"):
         assert key_slot(key) == int(cluster.command(node, "CLUSTER", "KEYSLOT", key)), key
+
+
+# Rooms whose slots fall on each of the three nodes (checked below).
+SPREAD = ("lobby", "r1", "r2", "r3", "r4", "r5")
+
+
+@pytest.fixture
+def hubs(cluster: RedisCluster) -> Iterator[Hubs]:
+    for node in cluster.nodes:  # each test starts from empty rooms
+        cluster.command(node, "FLUSHALL")
+    running = Hubs(cluster.seeds, "0.2")
+    try:
+        yield running
+    finally:
+        running.stop_all()
+
+
+def nodes_of(cluster: RedisCluster, rooms: tuple[str, ...]) -> set[int]:
+    """The indexes of the nodes that serve ``rooms``, from each node's ``CLUSTER NODES``."""
+    ranges = []
+    for node in cluster.nodes:
+        mine = next(line for line in cluster.command(node, "CLUSTER", "NODES").splitlines()
+                    if "myself" in line)  # fmt: skip
+        bounds = [part.partition("-") for part in mine.split()[8:]]
+        ranges.append([(int(low), int(high or low)) for low, _, high in bounds])
+    slots = [key_slot(room_key("fer:", room, "seq")) for room in rooms]
+    return {
+        i for i, owned in enumerate(ranges) for s in slots if any(a <= s <= b for a, b in owned)
+    }
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.slow
+async def test_hubs_on_a_cluster_deliver_across_hubs_in_rooms_on_every_node(
+    cluster: RedisCluster, hubs: Hubs
+) -> None:
+    assert nodes_of(cluster, SPREAD) == {0, 1, 2}
+    (one,) = hubs.start(1)  # the seed list
+    (two,) = hubs.start(1, redis=cluster.nodes[1].url)  # one node: a cluster all the same
+    async with contextlib.AsyncExitStack() as stack:
+        pairs = []
+        for room in SPREAD:
+            ana = await stack.enter_async_context(Peer.open(one))
+            bo = await stack.enter_async_context(Peer.open(two))
+            await ana.join(room, "ana")
+            await bo.join(room, "bo")
+            pairs.append((ana, bo))
+        for n in range(3):
+            for ana, bo in pairs:
+                await ana.say(f"a{n}")
+                await bo.say(f"b{n}")
+        for ana, bo in pairs:
+            got = [await messages(peer, 6) for peer in (ana, bo)]
+            assert [m["seq"] for m in got[0]] == list(range(1, 7))
+            assert got[0] == got[1]  # one order, both hubs
+            assert sorted(m["id"] for m in got[0]) == sorted(
+                f"{w}{n}" for w in "ab" for n in range(3)
+            )
+            assert await no_more_messages(bo, 0.2)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.slow
+async def test_a_client_resumes_on_the_other_hub_of_a_cluster_with_what_it_missed(
+    hubs: Hubs,
+) -> None:
+    one, two = hubs.start(2)
+    for room in SPREAD[:3]:
+        async with Peer.open(two) as bo:
+            await bo.join(room, "bo")
+            async with Peer.open(one) as ana:
+                await ana.join(room, "ana", session="s")
+                await bo.say("b0")
+                (seen,) = await messages(ana, 1)
+            for n in range(1, 4):
+                await bo.say(f"b{n}")
+            await messages(bo, 4)
+            async with Peer.open(two) as ana:
+                joined = await ana.join(room, "ana", since=seen["seq"], session="s")
+                assert [m["id"] for m in joined["history"]] == ["b1", "b2", "b3"]
+                assert joined["truncated"] is False
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.slow
+async def test_a_killed_hub_on_a_cluster_leaves_presence_in_every_room(hubs: Hubs) -> None:
+    doomed, staying = hubs.start(2)
+    async with contextlib.AsyncExitStack() as stack:
+        watchers = []
+        for room in SPREAD[:4]:
+            bo = await stack.enter_async_context(Peer.open(staying))
+            await bo.join(room, "bo")
+            dora = await stack.enter_async_context(Peer.open(doomed))
+            await dora.join(room, "dora")
+            assert (await bo.recv_type("presence"))["user"] == "dora"
+            watchers.append(bo)
+        hubs.kill(0)
+        for bo in watchers:
+            async with asyncio.timeout(10):
+                frame = await bo.recv_type("presence")
+            assert (frame["event"], frame["user"]) == ("leave", "dora")
+            assert [m["user"] for m in frame["members"]] == ["bo"]
+
+
+def node_id(cluster: RedisCluster, index: int) -> str:
+    return cluster.command(cluster.nodes[index], "CLUSTER", "MYID").strip()
+
+
+def move_slot(cluster: RedisCluster, slot: int, source: int, target: int) -> None:
+    """Migrate ``slot`` with its keys from node ``source`` to ``target``, as resharding does."""
+    src, dst = cluster.nodes[source], cluster.nodes[target]
+    src_id, dst_id = node_id(cluster, source), node_id(cluster, target)
+    cluster.command(dst, "CLUSTER", "SETSLOT", str(slot), "IMPORTING", src_id)
+    cluster.command(src, "CLUSTER", "SETSLOT", str(slot), "MIGRATING", dst_id)
+    for _ in range(100):  # a room has a handful of keys
+        keys = cluster.command(src, "CLUSTER", "GETKEYSINSLOT", str(slot), "2").split()
+        if not keys:
+            break
+        cluster.command(src, "MIGRATE", "127.0.0.1", str(dst.port), "", "0", "5000", "KEYS", *keys)
+        time.sleep(0.05)  # let the hubs run commands mid-migration (ASK, TRYAGAIN)
+    else:
+        raise AssertionError(f"slot {slot} still has keys on its old node")
+    for node in cluster.nodes:
+        cluster.command(node, "CLUSTER", "SETSLOT", str(slot), "NODE", dst_id)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.slow
+async def test_a_room_whose_slot_migrates_mid_conversation_loses_and_repeats_nothing(
+    cluster: RedisCluster, hubs: Hubs
+) -> None:
+    slot = key_slot(room_key("fer:", "lobby", "seq"))
+    (source,) = nodes_of(cluster, ("lobby",))
+    target = (source + 1) % len(cluster.nodes)
+    one, two = hubs.start(2)
+    total = 60
+    async with Peer.open(one) as ana, Peer.open(two) as bo:
+        await ana.join("lobby", "ana")
+        await bo.join("lobby", "bo")
+
+        async def talk() -> None:
+            for n in range(total):
+                await ana.say(f"m{n}")
+                await asyncio.sleep(0.02)
+
+        talking = asyncio.create_task(talk())
+        await asyncio.sleep(0.3)
+        await asyncio.to_thread(move_slot, cluster, slot, source, target)
+        await talking
+        assert nodes_of(cluster, ("lobby",)) == {target}
+        for peer in (ana, bo):
+            got = await messages(peer, total)
+            assert [m["id"] for m in got] == [f"m{n}" for n in range(total)]
+            assert [m["seq"] for m in got] == list(range(1, total + 1))
+            assert await no_more_messages(peer, 0.3)

@@ -232,7 +232,7 @@ async def test_redis_history_written_before_the_rule_goes_out_inert(tmp_path: Pa
             raw = json.dumps(live, ensure_ascii=False, separators=(",", ":"))
             pos = int(await client.incr("fer:room:{r}:pos"))
             await client.set("fer:room:{r}:seq", 2)
-            await client.publish("fer:room:{r}:events", f"{pos} m 2 {raw}")
+            await client.execute_command("SPUBLISH", "fer:room:{r}:events", f"{pos} m 2 {raw}")
             got = await peer.recv_type("message")
             assert_inert(got)
             assert got["text"] == protocol.neutralize(BAD_TEXT, text=True)
