@@ -259,8 +259,9 @@ def test_init_weights_narrows_a_wider_model_and_a_teacher_guides_it(trained, tmp
 
 def test_teachers_are_averaged_into_the_targets(monkeypatch):
     """Two teachers' flip-averaged views are averaged, then mixed with the one-hot labels."""
+    from training.config import TrainConfig
     from training.data import FaceSet
-    from training.train import TrainConfig, _targets
+    from training.train import _targets
 
     faces = np.zeros((2, 48, 48), np.uint8)
     faces[:, :, :24] = 200  # not mirror-symmetric: a teacher sees two different views
