@@ -170,3 +170,20 @@ def test_train_refuses_what_the_backend_ignores(tmp_path, npz, extra, message):
     result = run_cli("train", "--data", npz, "--val", npz, "--out", tmp_path / "run", *extra)
     assert_one_line_error(result, message)
     assert not (tmp_path / "run").exists()
+
+
+def test_the_shipped_models_worker_command_still_parses(monkeypatch):
+    import shlex
+
+    from typer.testing import CliRunner
+
+    from training.gpu import app
+
+    record = json.loads((SHIPPED / "student-2" / "config.json").read_text())
+    args = shlex.split(record["command"])
+    seen = _captured(monkeypatch, "training.gpu.fit")
+    monkeypatch.setenv("KERAS_BACKEND", "tensorflow")  # the gpu app would pick torch for us all
+    result = CliRunner().invoke(app, args[args.index("fit") :])
+    assert result.exit_code == 0, result.output
+    paths = {"data": "/tmp/train.npz", "val": "/tmp/val.npz", "out": "/tmp/run/student-2"}
+    assert seen == [TrainConfig.from_json(record["config"], **paths)]

@@ -283,6 +283,18 @@ def test_teachers_are_averaged_into_the_targets(monkeypatch):
     np.testing.assert_allclose(targets, expected, atol=1e-6)
 
 
+def test_both_backends_follow_one_learning_rate_schedule():
+    """Keras's schedule over steps is the torch worker's over its budget (learning_rate_at)."""
+    from training.config import TrainConfig
+    from training.gpu import learning_rate_at
+    from training.train import _schedule
+
+    config = TrainConfig("d", "v", "o", epochs=10, learning_rate=3e-3, warmup_fraction=0.1)
+    schedule = _schedule(config, steps_per_epoch=20)  # 200 steps, 20 of them warming up
+    for step in (0, 10, 20, 60, 150, 199):
+        assert float(schedule(step)) == pytest.approx(learning_rate_at(step / 200, config))
+
+
 @pytest.fixture(scope="module")
 def exported(trained):
     run, train_npz, val_npz = trained

@@ -175,16 +175,26 @@ def _targets(train_set: FaceSet, config: TrainConfig) -> np.ndarray:
 def _optimizer(config: TrainConfig, steps_per_epoch: int):
     import keras
 
+    schedule = _schedule(config, steps_per_epoch)
+    return keras.optimizers.AdamW(learning_rate=schedule, weight_decay=config.weight_decay)
+
+
+def _schedule(config: TrainConfig, steps_per_epoch: int):
+    """Linear warm-up from a tenth of the peak, then a cosine to 1 % of it, over the steps.
+
+    The torch worker's :func:`training.gpu.learning_rate_at` over its time budget.
+    """
+    import keras
+
     total = config.epochs * steps_per_epoch
     warmup = warmup_steps(config, steps_per_epoch)
-    schedule = keras.optimizers.schedules.CosineDecay(
+    return keras.optimizers.schedules.CosineDecay(
         initial_learning_rate=config.learning_rate * 0.1,
         decay_steps=max(total - warmup, 1),
         alpha=0.01,
         warmup_target=config.learning_rate,
         warmup_steps=warmup,
     )
-    return keras.optimizers.AdamW(learning_rate=schedule, weight_decay=config.weight_decay)
 
 
 def warmup_steps(config: TrainConfig, steps_per_epoch: int) -> int:
