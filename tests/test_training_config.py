@@ -164,6 +164,10 @@ def test_train_on_keras_gets_the_cli_defaults(tmp_path, npz, monkeypatch):
     [
         (("--bf16",), "--bf16 is for --backend torch"),
         (("--epochs", 2, "--warmup-epochs", 3), "--warmup-epochs cannot exceed --epochs"),
+        (
+            ("--backend", "torch", "--time-budget", 1, "--teacher", "t.tflite"),
+            "--backend torch distils from .keras models only",
+        ),
     ],
 )
 def test_train_refuses_what_the_backend_ignores(tmp_path, npz, extra, message):

@@ -141,6 +141,8 @@ def train(
         fail("--backend torch schedules over wall-clock time: give --time-budget")
     if backend == "torch" and max_steps_per_epoch is not None:
         fail("--max-steps-per-epoch is for --backend keras")
+    if backend == "torch" and any(path.suffix != ".keras" for path in teacher or ()):
+        fail("--teacher: --backend torch distils from .keras models only")
     if backend == "keras" and bf16:
         fail("--bf16 is for --backend torch")
     from training.train import IncompatibleWeights
