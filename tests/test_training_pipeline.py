@@ -127,8 +127,11 @@ def test_resume_takes_the_runs_own_options_unless_given(trained, tmp_path, monke
     copy = tmp_path / "run"
     shutil.copytree(run, copy)
     record = json.loads((copy / "config.json").read_text())
-    del record["config"]["teachers"]  # as written before --teacher could be repeated
-    record["config"].update(teacher=str(run / "best.keras"), distill_weight=0.3)
+    old = record["config"]  # as written before one config served both backends:
+    del old["teachers"], old["bf16"]  # one --teacher, no torch options,
+    old["warmup_epochs"] = old.pop("warmup_fraction") * old["epochs"]  # epochs and
+    old["time_budget_minutes"] = old.pop("time_budget_seconds")  # minutes
+    old.update(teacher=str(run / "best.keras"), distill_weight=0.3)
     (copy / "config.json").write_text(json.dumps(record))
     seen = {}
 

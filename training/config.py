@@ -15,7 +15,7 @@ and the GPU worker's (``name``, ``seconds``), the shipped model's among them.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -93,8 +93,7 @@ def _current_fields(raw: dict[str, Any]) -> dict[str, Any]:
         if teacher and "teachers" not in raw:
             raw["teachers"] = [teacher]
     if "warmup_epochs" in raw:  # the CPU trainer's
-        epochs = raw.get("epochs", _default("epochs"))
-        raw["warmup_fraction"] = raw.pop("warmup_epochs") / epochs
+        raw["warmup_fraction"] = raw.pop("warmup_epochs") / raw.get("epochs", TrainConfig.epochs)
     if "time_budget_minutes" in raw:  # the CPU trainer's
         minutes = raw.pop("time_budget_minutes")
         raw["time_budget_seconds"] = None if minutes is None else 60.0 * minutes
@@ -102,7 +101,3 @@ def _current_fields(raw: dict[str, Any]) -> dict[str, Any]:
         raw["time_budget_seconds"] = raw.pop("seconds")
     raw.pop("name", None)  # the GPU worker's; now the run directory's name
     return raw
-
-
-def _default(name: str) -> Any:
-    return next(f.default for f in fields(TrainConfig) if f.name == name)
