@@ -10,15 +10,14 @@ import json
 import os
 import subprocess
 import sys
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import pytest
 import typer
 
-from training.augment_config import AugmentConfig
-from training.gpu import FitConfig, config_from_json, learning_rate_at, parse_layout
+from training.config import TrainConfig
+from training.gpu import learning_rate_at, parse_layout
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -34,7 +33,7 @@ def test_importing_it_leaves_the_keras_backend_alone():
 
 
 def test_schedule_warms_up_then_anneals_to_one_percent():
-    config = FitConfig("m", (8,), (1,), seconds=10, learning_rate=1e-3, warmup_fraction=0.1)
+    config = TrainConfig("d", "v", "m", learning_rate=1e-3, warmup_fraction=0.1)
     assert learning_rate_at(0.0, config) == pytest.approx(1e-4)
     assert learning_rate_at(0.1, config) == pytest.approx(1e-3)
     assert learning_rate_at(1.0, config) == pytest.approx(1e-5)
@@ -49,18 +48,6 @@ def test_layouts_parse_and_bad_ones_are_refused():
     assert parse_layout("16,32") == ((16, 32), (2, 2))
     with pytest.raises(typer.BadParameter, match="one convolution count per width"):
         parse_layout("16,32,64/1,2")
-
-
-def test_a_worker_gets_back_the_config_it_was_sent():
-    config = FitConfig(
-        "student-1",
-        (32, 48, 96, 192),
-        (1, 2, 2, 2),
-        seconds=5,
-        teachers=("a.keras", "b.keras"),
-        augment=AugmentConfig(erase_prob=0.5),
-    )
-    assert config_from_json(json.dumps(asdict(config))) == config
 
 
 def test_results_kept_leave_out_teachers_weights_and_last_checkpoints(tmp_path):
@@ -108,13 +95,19 @@ def test_weights_kept_as_float16_arrays_load_back_in_layer_order(tmp_path):
     assert all(np.array_equal(a, b) for a, b in zip(loaded, weights, strict=True))
 
 
-def _earlier_student(run: Path, name: str, teachers: tuple[str, ...]) -> FitConfig:
+def _earlier_student(run: Path, name: str, teachers: tuple[str, ...]) -> TrainConfig:
     """A student folder as ``run`` leaves it: its config record and best weights."""
-    config = FitConfig(
-        name, (32, 48, 96, 192), (1, 2, 2, 2), seconds=210, seed=103, teachers=teachers
+    config = TrainConfig(
+        "elsewhere/train.npz",
+        "elsewhere/val.npz",
+        str(run / name),
+        widths=(32, 48, 96, 192),
+        time_budget_seconds=210,
+        seed=103,
+        teachers=teachers,
     )
     (run / name).mkdir(parents=True)
-    record = {"command": "python -m training.gpu fit ...", "config": asdict(config)}
+    record = {"command": "fer-model gpu fit ...", "config": config.to_json()}
     (run / name / "config.json").write_text(json.dumps(record))
     (run / name / "best.keras").write_bytes(b"weights")
     return config
@@ -124,13 +117,16 @@ def test_follow_up_students_restart_an_earlier_student_with_its_teachers(tmp_pat
     from training.gpu import follow_up_students
 
     earlier = _earlier_student(tmp_path, "student-2", ("t1.keras", "t2.keras"))
-    students = follow_up_students(tmp_path, "student-2", [5e-4, 1e-3], seconds=130, first=5)
-    assert [s.name for s in students] == ["student-5", "student-6"]
+    students = follow_up_students(
+        "train.npz", "val.npz", tmp_path, "student-2", [5e-4, 1e-3], seconds=130, first=5
+    )
+    assert [s.out for s in students] == [str(tmp_path / f"student-{k}") for k in (5, 6)]
     assert [s.learning_rate for s in students] == [5e-4, 1e-3]
     assert [s.seed for s in students] == [108, 109]  # gpu-s2's call 3
     for student in students:
         assert student.init_weights == str(tmp_path / "student-2" / "best.keras")
-        assert student.seconds == 130
+        assert student.time_budget_seconds == 130
+        assert (student.data, student.val) == ("train.npz", "val.npz")  # this command's
         assert student.teachers == earlier.teachers
         assert (student.widths, student.augment) == (earlier.widths, earlier.augment)
 

@@ -127,8 +127,11 @@ def test_resume_takes_the_runs_own_options_unless_given(trained, tmp_path, monke
     copy = tmp_path / "run"
     shutil.copytree(run, copy)
     record = json.loads((copy / "config.json").read_text())
-    del record["config"]["teachers"]  # as written before --teacher could be repeated
-    record["config"].update(teacher=str(run / "best.keras"), distill_weight=0.3)
+    old = record["config"]  # as written before one config served both backends:
+    del old["teachers"], old["bf16"]  # one --teacher, no torch options,
+    old["warmup_epochs"] = old.pop("warmup_fraction") * old["epochs"]  # epochs and
+    old["time_budget_minutes"] = old.pop("time_budget_seconds")  # minutes
+    old.update(teacher=str(run / "best.keras"), distill_weight=0.3)
     (copy / "config.json").write_text(json.dumps(record))
     seen = {}
 
@@ -259,8 +262,9 @@ def test_init_weights_narrows_a_wider_model_and_a_teacher_guides_it(trained, tmp
 
 def test_teachers_are_averaged_into_the_targets(monkeypatch):
     """Two teachers' flip-averaged views are averaged, then mixed with the one-hot labels."""
+    from training.config import TrainConfig
     from training.data import FaceSet
-    from training.train import TrainConfig, _targets
+    from training.train import _targets
 
     faces = np.zeros((2, 48, 48), np.uint8)
     faces[:, :, :24] = 200  # not mirror-symmetric: a teacher sees two different views
@@ -280,6 +284,18 @@ def test_teachers_are_averaged_into_the_targets(monkeypatch):
     mean_b = (views["b"] + np.roll(views["b"], 1, axis=1)) / 2
     expected = 0.6 * np.eye(7)[[6, 6]] + 0.4 * (mean_a + mean_b) / 2
     np.testing.assert_allclose(targets, expected, atol=1e-6)
+
+
+def test_both_backends_follow_one_learning_rate_schedule():
+    """Keras's schedule over steps is the torch worker's over its budget (learning_rate_at)."""
+    from training.config import TrainConfig
+    from training.gpu import learning_rate_at
+    from training.train import _schedule
+
+    config = TrainConfig("d", "v", "o", epochs=10, learning_rate=3e-3, warmup_fraction=0.1)
+    schedule = _schedule(config, steps_per_epoch=20)  # 200 steps, 20 of them warming up
+    for step in (0, 10, 20, 60, 150, 199):
+        assert float(schedule(step)) == pytest.approx(learning_rate_at(step / 200, config))
 
 
 @pytest.fixture(scope="module")

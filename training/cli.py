@@ -16,6 +16,7 @@ from typing import Annotated, Any, NoReturn
 import typer
 from rich.console import Console
 
+from training.config import TrainConfig
 from training.data import DataError, load_faces, shared_split
 from training.gpu import app as gpu_app
 
@@ -26,6 +27,10 @@ app = typer.Typer(
 )
 app.add_typer(gpu_app, name="gpu")  # fer-model gpu run|students|fit: the torch/GPU trainer
 err = Console(stderr=True, soft_wrap=True)  # one error, one line: never hard-wrap
+_DEFAULT = TrainConfig(data="", val="", out="")
+"""``fer-model train``'s defaults: the config's own."""
+_DEFAULT_WIDTHS = ",".join(map(str, _DEFAULT.widths))
+_DEFAULT_CONVS = ",".join(map(str, _DEFAULT.convs_per_stage))
 
 
 @app.callback()
@@ -45,54 +50,80 @@ def train(
     data: Annotated[Path, typer.Option(help="Training data: .npz, fer2013.csv or image folder.")],
     val: Annotated[Path, typer.Option(help="Validation data, same formats (csv: PublicTest).")],
     out: Annotated[Path, typer.Option(help="Run directory for checkpoints, history, curves.")],
-    epochs: Annotated[int, typer.Option(min=1, help="Epochs; the LR schedule spans them.")] = 30,
-    batch_size: Annotated[int, typer.Option(min=1)] = 128,
-    learning_rate: Annotated[float, typer.Option(min=0.0)] = 2e-3,
-    weight_decay: Annotated[float, typer.Option(min=0.0, help="AdamW decoupled decay.")] = 0.05,
-    warmup_epochs: Annotated[float, typer.Option(min=0.0)] = 0.5,
-    label_smoothing: Annotated[float, typer.Option(min=0.0, max=0.5)] = 0.1,
+    epochs: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="keras: epochs, which the LR schedule spans; torch: only the unit of "
+            "--warmup-epochs.",
+        ),
+    ] = _DEFAULT.epochs,
+    batch_size: Annotated[int, typer.Option(min=1)] = _DEFAULT.batch_size,
+    learning_rate: Annotated[
+        float, typer.Option(min=0.0, help="The peak, after the warm-up.")
+    ] = _DEFAULT.learning_rate,
+    weight_decay: Annotated[
+        float, typer.Option(min=0.0, help="AdamW decoupled decay.")
+    ] = _DEFAULT.weight_decay,
+    warmup_epochs: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            help="Linear warm-up, in epochs: the first --warmup-epochs / --epochs of the "
+            "schedule (torch: of --time-budget).",
+        ),
+    ] = 0.5,
+    label_smoothing: Annotated[float, typer.Option(min=0.0, max=0.5)] = _DEFAULT.label_smoothing,
     widths: Annotated[
         str, typer.Option(help="Channels per stage, comma-separated.")
-    ] = "32,64,128,256",
+    ] = _DEFAULT_WIDTHS,
     convs_per_stage: Annotated[
         str,
         typer.Option(help="Convolutions per stage: one number, or one per stage comma-separated."),
-    ] = "1,2,2,2",
-    dropout: Annotated[float, typer.Option(min=0.0, max=0.9)] = 0.4,
-    seed: Annotated[int, typer.Option(help="Seed for weights, shuffling and augmentation.")] = 1234,
+    ] = _DEFAULT_CONVS,
+    dropout: Annotated[float, typer.Option(min=0.0, max=0.9)] = _DEFAULT.dropout,
+    seed: Annotated[
+        int, typer.Option(help="Seed for weights, shuffling and augmentation.")
+    ] = _DEFAULT.seed,
     time_budget: Annotated[
         float | None,
         typer.Option(
-            min=0.0, help="Stop (resumably) before an epoch would end past this many minutes."
+            min=0.0,
+            help="Minutes. keras: stop (resumably) before an epoch would end past them; "
+            "torch (required): the schedule spans them.",
         ),
     ] = None,
     max_steps_per_epoch: Annotated[
-        int | None, typer.Option(min=1, help="Cap steps per epoch (smoke tests).")
+        int | None, typer.Option(min=1, help="keras only: cap steps per epoch (smoke tests).")
     ] = None,
     resume: Annotated[
         bool,
         typer.Option(
-            help="Continue the run in --out from last.keras, with its own options "
-            "(config.json) except those given here."
+            help="keras only: continue the run in --out from last.keras, with its own "
+            "options (config.json) except those given here; --time-budget is this command's."
         ),
     ] = False,
     init_weights: Annotated[
         Path | None,
         typer.Option(
             help="Start a new run from this .keras model's weights (fresh optimiser and "
-            "schedule); a wider model is narrowed to --widths, keeping its strongest channels."
+            "schedule); keras narrows a wider model to --widths, keeping its strongest channels."
         ),
     ] = None,
     teacher: Annotated[
         list[Path] | None,
         typer.Option(
-            help="Distil from this .keras/.tflite model: its flip-averaged probabilities "
-            "are mixed into the labels. Repeat it for an ensemble: their mean is used."
+            help="Distil from this model: its probabilities are mixed into the targets "
+            "(keras: .keras/.tflite, flip-averaged once; torch: .keras, on each augmented "
+            "batch). Repeat it for an ensemble: their mean is used."
         ),
     ] = None,
     distill_weight: Annotated[
         float, typer.Option(min=0.0, max=1.0, help="The teacher's share of each target.")
-    ] = 0.5,
+    ] = _DEFAULT.distill_weight,
+    bf16: Annotated[
+        bool, typer.Option(help="torch only: bfloat16 autocast of the forward passes.")
+    ] = _DEFAULT.bf16,
     backend: Annotated[
         str,
         typer.Option(
@@ -110,7 +141,11 @@ def train(
         fail("--backend torch schedules over wall-clock time: give --time-budget")
     if backend == "torch" and max_steps_per_epoch is not None:
         fail("--max-steps-per-epoch is for --backend keras")
-    from training.train import IncompatibleWeights, TrainConfig
+    if backend == "torch" and any(path.suffix != ".keras" for path in teacher or ()):
+        fail("--teacher: --backend torch distils from .keras models only")
+    if backend == "keras" and bf16:
+        fail("--bf16 is for --backend torch")
+    from training.train import IncompatibleWeights
     from training.train import train as run_training
 
     options: dict[str, Any] = {
@@ -118,23 +153,26 @@ def train(
         "batch_size": batch_size,
         "learning_rate": learning_rate,
         "weight_decay": weight_decay,
-        "warmup_epochs": warmup_epochs,
         "label_smoothing": label_smoothing,
-        "widths": widths,
-        "convs_per_stage": convs_per_stage,
+        "widths": _int_tuple(widths, "--widths"),
+        "convs_per_stage": _int_tuple(convs_per_stage, "--convs-per-stage"),
         "dropout": dropout,
         "seed": seed,
         "max_steps_per_epoch": max_steps_per_epoch,
-        "teachers": [str(path) for path in teacher or ()],
+        "teachers": tuple(str(path) for path in teacher or ()),
         "distill_weight": distill_weight,
+        "bf16": bf16,
     }
     if resume:  # what the command line left unset comes from the run's config.json
-        options.update(_resumed_options(ctx, out, tuple(options)))
-    width_tuple = _int_tuple(options.pop("widths"), "--widths")
-    convs = _int_tuple(options.pop("convs_per_stage"), "--convs-per-stage")
-    if len(convs) == 1:
-        convs = convs * len(width_tuple)
-    if len(convs) != len(width_tuple):
+        names = (*options, "warmup_fraction")
+        options.update(_resumed_options(ctx, data, val, out, names))
+    if "warmup_fraction" not in options:  # the one place --warmup-epochs becomes a share
+        if warmup_epochs > options["epochs"]:
+            fail("--warmup-epochs cannot exceed --epochs")
+        options["warmup_fraction"] = warmup_epochs / options["epochs"]
+    if len(options["convs_per_stage"]) == 1:
+        options["convs_per_stage"] *= len(options["widths"])
+    if len(options["convs_per_stage"]) != len(options["widths"]):
         fail("--convs-per-stage needs one number, or one per stage of --widths")
     try:
         train_set = load_faces(data, "train")
@@ -149,22 +187,21 @@ def train(
             if not resume
             else "--init-weights starts a new run; it cannot be combined with --resume"
         )
-    if backend == "torch":
-        _train_on_torch(options, data, val, out, width_tuple, convs, time_budget, init_weights)
-        return
-    options["teachers"] = tuple(options["teachers"])
-    for path in options["teachers"]:
-        _check_teacher(Path(path))
     config = TrainConfig(
         data=str(data),
         val=str(val),
         out=str(out),
-        widths=width_tuple,
-        convs_per_stage=convs,
-        time_budget_minutes=time_budget,
+        time_budget_seconds=None if time_budget is None else 60.0 * time_budget,
         init_weights=str(init_weights) if init_weights else None,
         **options,
     )
+    if backend == "torch":  # one `fer-model gpu fit` worker, in its own process
+        from training.gpu import run_workers
+
+        run_workers([config])
+        return
+    for path in config.teachers:
+        _check_teacher(Path(path))
     err.print(
         f"train: {len(train_set)} faces from {train_set.source}; "
         f"val: {len(val_set)} from {val_set.source}"
@@ -182,65 +219,27 @@ def train(
     err.print(f"best model: {best}")
 
 
-def _train_on_torch(
-    options: dict[str, Any],
-    data: Path,
-    val: Path,
-    out: Path,
-    widths: tuple[int, ...],
-    convs: tuple[int, ...],
-    time_budget: float | None,
-    init_weights: Path | None,
-) -> None:
-    """``train --backend torch``: the same options as one ``fer-model gpu fit`` worker."""
-    from training.gpu import FitConfig, run_workers
-
-    assert time_budget is not None  # checked before the data were read
-    config = FitConfig(
-        name=out.name,
-        widths=widths,
-        convs_per_stage=convs,
-        seconds=time_budget * 60.0,
-        batch_size=options["batch_size"],
-        learning_rate=options["learning_rate"],
-        weight_decay=options["weight_decay"],
-        warmup_fraction=min(options["warmup_epochs"] / options["epochs"], 1.0),
-        label_smoothing=options["label_smoothing"],
-        dropout=options["dropout"],
-        seed=options["seed"],
-        teachers=tuple(options["teachers"]),
-        distill_weight=options["distill_weight"],
-        init_weights=str(init_weights) if init_weights else None,
-    )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    run_workers([config], str(data), str(val), out.parent)
+_OPTIONS = {"teachers": "teacher", "warmup_fraction": "warmup_epochs"}
+"""Config fields whose ``fer-model train`` option has another name."""
 
 
-def _resumed_options(ctx: typer.Context, out: Path, names: tuple[str, ...]) -> dict:
-    """The run's saved values of the options ``names`` that this command line left unset.
-
-    Lists (widths, convolutions per stage) come back as the comma-separated
-    text the options take.
-    """
+def _resumed_options(
+    ctx: typer.Context, data: Path, val: Path, out: Path, names: tuple[str, ...]
+) -> dict[str, Any]:
+    """The run's saved values of the fields ``names`` whose options this command left unset."""
     path = out / "config.json"
     if not path.exists():  # a run from before config.json: the command line alone
         return {}
     try:
-        saved = json.loads(path.read_text())["config"]
+        raw = json.loads(path.read_text())["config"]
+        saved = TrainConfig.from_json(raw, data=str(data), val=str(val), out=str(out))
     except (OSError, ValueError, KeyError, TypeError):
         fail(f"--resume: cannot read the run's options from {path}")
-    if saved.get("teacher"):  # a run from before --teacher could be repeated
-        saved.setdefault("teachers", [saved["teacher"]])
     options: dict[str, Any] = {}
     for name in names:
-        parameter = "teacher" if name == "teachers" else name  # the option is singular
-        source = ctx.get_parameter_source(parameter)  # click's ParameterSource
-        if name in saved and source is not None and source.name == "DEFAULT":
-            value = saved[name]
-            if name == "teachers":
-                options[name] = list(value)
-            else:
-                options[name] = ",".join(map(str, value)) if isinstance(value, list) else value
+        source = ctx.get_parameter_source(_OPTIONS.get(name, name))  # click's ParameterSource
+        if source is not None and source.name == "DEFAULT":
+            options[name] = getattr(saved, name)
     return options
 
 

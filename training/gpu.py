@@ -24,8 +24,11 @@ cheap and Python is not:
   probabilities on the very faces it sees, augmented ("consistent teaching",
   Beyer et al. 2022, where students gain from long schedules);
 - schedules run on wall-clock time: the learning rate follows a cosine over
-  ``--seconds``, so a run on a time-limited machine ends on time and anneals
+  the time budget, so a run on a time-limited machine ends on time and anneals
   fully whatever the card's speed.
+
+Each model's options are a :class:`~training.config.TrainConfig`, as for
+``fer-model train``, whose ``--backend torch`` runs one such worker.
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -49,6 +52,7 @@ import typer
 
 from fer_tui.emotions import NUM_CLASSES
 from training.augment_config import AugmentConfig
+from training.config import TrainConfig
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__.split("\n\n")[0])
 WORKER = [sys.executable, "-m", "training.cli", "gpu", "fit"]
@@ -62,30 +66,12 @@ def _gpu_root() -> None:
     os.environ.setdefault("KERAS_BACKEND", "torch")
 
 
-@dataclass
-class FitConfig:
-    """One model's run: its layout, its schedule and, for a student, its teachers."""
+def learning_rate_at(progress: float, config: TrainConfig) -> float:
+    """Linear warm-up from a tenth of the peak, then a cosine down to 1 % of it.
 
-    name: str
-    widths: tuple[int, ...]
-    convs_per_stage: tuple[int, ...]
-    seconds: float
-    batch_size: int = 128
-    learning_rate: float = 1e-3
-    weight_decay: float = 0.05
-    warmup_fraction: float = 0.03
-    label_smoothing: float = 0.1
-    dropout: float = 0.4
-    seed: int = 1
-    teachers: tuple[str, ...] = ()
-    distill_weight: float = 0.8
-    init_weights: str | None = None
-    bf16: bool = False
-    augment: AugmentConfig = field(default_factory=AugmentConfig)
-
-
-def learning_rate_at(progress: float, config: FitConfig) -> float:
-    """Linear warm-up from a tenth of the peak, then a cosine down to 1 % of it."""
+    ``progress`` is the share of the time budget spent. The same curve as the
+    Keras backend's ``CosineDecay`` over its steps (:mod:`training.train`).
+    """
     peak = config.learning_rate
     if progress < config.warmup_fraction:
         return peak * (0.1 + 0.9 * progress / config.warmup_fraction)
@@ -93,10 +79,8 @@ def learning_rate_at(progress: float, config: FitConfig) -> float:
     return peak * (0.01 + 0.99 * 0.5 * (1.0 + math.cos(math.pi * min(rest, 1.0))))
 
 
-def fit(
-    config: FitConfig, data: str, val: str, out: Path, copy_best_to: Path | None = None
-) -> Path:
-    """Train one model for ``config.seconds``; return the path of its ``best.keras``.
+def fit(config: TrainConfig, copy_best_to: Path | None = None) -> Path:
+    """Train one model for its time budget in ``config.out``; return its ``best.keras``.
 
     ``copy_best_to`` also receives each new best model as soon as it is saved,
     so a machine taken back mid-run still leaves the best so far there.
@@ -109,13 +93,16 @@ def fit(
     from training.torch_forward import torch_forward
     from training.train import plot_curves, write_history
 
+    if config.time_budget_seconds is None:
+        raise ValueError("the torch backend schedules over wall-clock time: it needs a budget")
+    seconds, out = config.time_budget_seconds, Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     torch.backends.cudnn.benchmark = True
     keras.utils.set_random_seed(config.seed)
     generator = torch.Generator(device=device).manual_seed(config.seed)
 
-    train_set, val_set = load_faces(data, "train"), load_faces(val, "val")
+    train_set, val_set = load_faces(config.data, "train"), load_faces(config.val, "val")
     x_train = torch.as_tensor(train_set.x, device=device)
     y_train = torch.as_tensor(train_set.y, device=device)
     x_val = torch.as_tensor(val_set.x, device=device)
@@ -133,7 +120,7 @@ def fit(
         params, lr=config.learning_rate, weight_decay=config.weight_decay, fused=device == "cuda"
     )
     ensemble_acc = _evaluate(_Ensemble(teachers), x_val, y_val)[1] if teachers else None
-    _write_run_config(out, config, data, val, device, ensemble_acc)
+    _write_run_config(out, config, device, ensemble_acc)
 
     rng = np.random.default_rng(config.seed)
     batches = _Batches(x_train, y_train, teachers, config, generator, rng)
@@ -141,10 +128,10 @@ def fit(
     best_val, best_path = -1.0, out / "best.keras"
     started = time.monotonic()
     epoch = 0
-    while time.monotonic() - started < config.seconds:
+    while time.monotonic() - started < seconds:
         epoch += 1
         epoch_started = time.monotonic()
-        loss, accuracy, seen = _one_epoch(forward, optimizer, batches, config, started)
+        loss, accuracy, seen = _one_epoch(forward, optimizer, batches, config, started, seconds)
         if seen == 0:
             break
         val_loss, val_acc = _evaluate(forward, x_val, y_val)
@@ -177,7 +164,7 @@ class _Batches:
     x: Any  # uint8 N×48×48 tensor (Any: torch is optional and untyped for mypy here)
     y: Any  # int64 N tensor
     teachers: list
-    config: FitConfig
+    config: TrainConfig
     generator: Any  # torch's, for the shuffling order
     rng: np.random.Generator  # numpy's, for the augmentation draws
 
@@ -190,7 +177,9 @@ class _Batches:
         return faces, _targets(self.y[index], faces, self.teachers, self.config)
 
 
-def _one_epoch(forward, optimizer, batches: _Batches, config: FitConfig, started: float):
+def _one_epoch(
+    forward, optimizer, batches: _Batches, config: TrainConfig, started: float, seconds: float
+):
     """One shuffled pass (or until the budget ends); mean loss, accuracy and faces seen."""
     import torch
 
@@ -200,7 +189,7 @@ def _one_epoch(forward, optimizer, batches: _Batches, config: FitConfig, started
     correct = torch.zeros((), device=batches.y.device)
     seen = 0
     for step in range(n // config.batch_size):
-        progress = (time.monotonic() - started) / config.seconds
+        progress = (time.monotonic() - started) / seconds
         if progress >= 1.0:
             break
         for group in optimizer.param_groups:
@@ -219,14 +208,14 @@ def _one_epoch(forward, optimizer, batches: _Batches, config: FitConfig, started
     return float(loss_sum) / max(seen, 1), float(correct) / max(seen, 1), seen
 
 
-def _autocast(device, config: FitConfig):
+def _autocast(device, config: TrainConfig):
     """bfloat16 convolutions and products where ``config.bf16`` asks (statistics stay float32)."""
     import torch
 
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16)
 
 
-def _targets(labels, faces, teachers, config: FitConfig):
+def _targets(labels, faces, teachers, config: TrainConfig):
     """Smoothed one-hot labels, mixed with the teachers' mean probabilities on ``faces``."""
     import torch
 
@@ -269,7 +258,7 @@ def _evaluate(forward, faces, labels, batch_size: int = 1024) -> tuple[float, fl
 
 
 def _write_run_config(
-    out: Path, config: FitConfig, data: str, val: str, device: str, ensemble_acc: float | None
+    out: Path, config: TrainConfig, device: str, ensemble_acc: float | None
 ) -> None:
     import keras
     import torch
@@ -278,8 +267,8 @@ def _write_run_config(
 
     record = {
         "command": shlex.join(["fer-model", *sys.argv[1:]]),  # argv: [cli.py, "gpu", "fit", ...]
-        "config": asdict(config),
-        "data": {"train": file_sha256(data), "val": file_sha256(val)},
+        "config": config.to_json(),
+        "data": {"train": file_sha256(config.data), "val": file_sha256(config.val)},
         "teacher_ensemble_val_accuracy": ensemble_acc,
         "device": torch.cuda.get_device_name() if device == "cuda" else platform.processor(),
         "versions": {
@@ -308,18 +297,6 @@ def parse_layout(text: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
     return parsed
 
 
-def config_from_json(text: str) -> FitConfig:
-    """The :class:`FitConfig` that ``json.dumps(asdict(config))`` wrote (tuples restored)."""
-    raw = json.loads(text)
-    augment: dict[str, Any] = {
-        k: tuple(v) if isinstance(v, list) else v for k, v in raw["augment"].items()
-    }
-    raw["augment"] = AugmentConfig(**augment)
-    for key in ("widths", "convs_per_stage", "teachers"):
-        raw[key] = tuple(raw[key])
-    return FitConfig(**raw)
-
-
 KeepOption = Annotated[
     Path | None,
     typer.Option(help="Also copy results here as they arrive: few files, none over 16 MB."),
@@ -328,14 +305,18 @@ KeepOption = Annotated[
 
 @app.command("fit")
 def fit_command(
-    config_json: Annotated[str, typer.Option(help="A FitConfig as JSON.")],
-    data: Annotated[str, typer.Option()],
-    val: Annotated[str, typer.Option()],
-    out: Annotated[Path, typer.Option()],
+    config_json: Annotated[str, typer.Option(help="A TrainConfig as JSON (its to_json).")],
+    data: Annotated[
+        str | None, typer.Option(help="Replaces the config's (an older worker's has none).")
+    ] = None,
+    val: Annotated[str | None, typer.Option(help="Replaces the config's.")] = None,
+    out: Annotated[Path | None, typer.Option(help="Replaces the config's.")] = None,
     copy_best_to: Annotated[Path | None, typer.Option()] = None,
 ) -> None:
     """Train one model (the worker that ``run`` starts per model)."""
-    fit(config_from_json(config_json), data, val, out, copy_best_to)
+    paths = {"data": data, "val": val, "out": None if out is None else str(out)}
+    given = {key: value for key, value in paths.items() if value is not None}
+    fit(TrainConfig.from_json(json.loads(config_json), **given), copy_best_to)
 
 
 @app.command("run")
@@ -377,11 +358,13 @@ def run_command(
     teacher_inits = _inits(teacher_init, len(teacher), "teacher")
     student_inits = _inits(student_init, len(student), "student")
     teachers = [
-        FitConfig(
-            name=f"teacher-{k}",
+        TrainConfig(
+            data=data,
+            val=val,
+            out=str(out / f"teacher-{k}"),
             widths=widths,
             convs_per_stage=convs,
-            seconds=teacher_seconds,
+            time_budget_seconds=teacher_seconds,
             batch_size=teacher_batch,
             learning_rate=teacher_lr,
             seed=seed + k,
@@ -394,11 +377,13 @@ def run_command(
         )
     ]
     students = [  # every option checked before the first (long) phase starts
-        FitConfig(
-            name=f"student-{k}",
+        TrainConfig(
+            data=data,
+            val=val,
+            out=str(out / f"student-{k}"),
             widths=widths,
             convs_per_stage=convs,
-            seconds=student_seconds,
+            time_budget_seconds=student_seconds,
             batch_size=student_batch,
             learning_rate=student_lr,
             label_smoothing=0.05,
@@ -412,14 +397,14 @@ def run_command(
         )
     ]
     out.mkdir(parents=True, exist_ok=True)
-    run_workers(teachers, data, val, out)  # a failed teacher ends the run: no students
+    run_workers(teachers)  # a failed teacher ends the run: no students
     teacher_paths = tuple(
-        str(path) for t in teachers if (path := out / t.name / "best.keras").exists()
+        str(path) for t in teachers if (path := Path(t.out) / "best.keras").exists()
     )
     if keep:
         _keep_teachers(teacher_paths, keep)
     students = [replace(config, teachers=teacher_paths) for config in students]
-    run_workers(students, data, val, out, keep)
+    run_workers(students, keep)
     _summarise(out, [*teachers, *students])
     if keep:
         _keep_records(out, keep)
@@ -445,19 +430,22 @@ def students_command(
     On a warm machine the teachers trained by ``run`` are still in OUT, so a
     further cycle costs only the students' time.
     """
-    students = follow_up_students(out, start, learning_rate, seconds, first)
+    students = follow_up_students(data, val, out, start, learning_rate, seconds, first)
     if keep:
         keep.mkdir(parents=True, exist_ok=True)
-    run_workers(students, data, val, out, keep)
+    run_workers(students, keep)
     _summarise(out, students)
     if keep:
         _keep_records(out, keep)
 
 
 def follow_up_students(
-    out: Path, start: str, rates: list[float], seconds: float, first: int
-) -> list[FitConfig]:
+    data: str, val: str, out: Path, start: str, rates: list[float], seconds: float, first: int
+) -> list[TrainConfig]:
     """``start``'s config, restarted from its best weights once per learning rate.
+
+    The new students train on ``data`` and ``val`` (the start's record may
+    name other copies of them, or none: an older worker's holds no paths).
 
     Student ``first + i`` gets seed ``start``'s seed + ``first + i``: unlike
     its start and its siblings (gpu-s2's third call chose seeds so). Folder
@@ -466,7 +454,8 @@ def follow_up_students(
     record, best = out / start / "config.json", out / start / "best.keras"
     if not record.exists() or not best.exists():
         raise typer.BadParameter(f"no config.json and best.keras of a student in {out / start}")
-    base = config_from_json(json.dumps(json.loads(record.read_text())["config"]))
+    saved = json.loads(record.read_text())["config"]
+    base = TrainConfig.from_json(saved, data=data, val=val, out=str(out / start))
     if not base.teachers:
         raise typer.BadParameter(f"{start} had no teachers to reuse")
     taken = [n for i in range(len(rates)) if (out / (n := f"student-{first + i}")).exists()]
@@ -475,8 +464,8 @@ def follow_up_students(
     return [
         replace(
             base,
-            name=f"student-{first + i}",
-            seconds=seconds,
+            out=str(out / f"student-{first + i}"),
+            time_budget_seconds=seconds,
             learning_rate=rate,
             init_weights=str(best),
             seed=base.seed + first + i,
@@ -537,9 +526,7 @@ def _worth_keeping(path: Path) -> bool:
     return path.name == "best.keras" and not path.parent.name.startswith("teacher")
 
 
-def run_workers(
-    configs: list[FitConfig], data: str, val: str, out: Path, keep: Path | None = None
-) -> None:
+def run_workers(configs: list[TrainConfig], keep: Path | None = None) -> None:
     """Start one ``fit`` process per config and wait for all of them.
 
     A worker that fails (non-zero exit) fails the whole command: one ``error:``
@@ -547,9 +534,7 @@ def run_workers(
     """
     procs = []
     for config in configs:
-        raw = asdict(config)
-        command = [*WORKER, "--config-json", json.dumps(raw)]
-        command += ["--data", data, "--val", val, "--out", str(out / config.name)]
+        command = [*WORKER, "--config-json", json.dumps(config.to_json())]
         if keep and config.teachers:
             command += ["--copy-best-to", str(keep / f"{config.name}.keras")]
         env = {**os.environ, "OMP_NUM_THREADS": "2", "KERAS_BACKEND": "torch"}
@@ -560,11 +545,11 @@ def run_workers(
         raise typer.Exit(1)
 
 
-def _summarise(out: Path, configs: list[FitConfig]) -> None:
+def _summarise(out: Path, configs: list[TrainConfig]) -> None:
     """Print and save each model's best validation accuracy and epochs."""
     rows = {}
     for config in configs:
-        path = out / config.name / "history.csv"
+        path = Path(config.out) / "history.csv"
         if not path.exists():
             continue
         with path.open(newline="") as handle:

@@ -1,8 +1,9 @@
-"""The training loop behind ``fer-model train``: checkpoints, resume, time budget, progress.
+"""The loop behind ``fer-model train --backend keras``: checkpoints, resume, time budget.
 
 A run directory holds everything a run needs to continue or be audited:
 
-- ``config.json``: every option, the command line, data sha256s, library versions;
+- ``config.json``: every option (:class:`~training.config.TrainConfig`), the command
+  line, data sha256s, library versions;
 - ``last.keras``: model and optimiser state after the latest finished epoch (``--resume``);
 - ``best.keras``: the epoch with the best validation accuracy;
 - ``history.csv``: loss/accuracy/learning rate per epoch; ``curves.png`` plots it;
@@ -17,41 +18,15 @@ import math
 import platform
 import sys
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from fer_tui.emotions import LABELS
-from training.augment_config import AugmentConfig
+from training.config import TrainConfig
 from training.data import FaceSet, file_sha256
 
 HISTORY_FIELDS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds")
-
-
-@dataclass
-class TrainConfig:
-    """Everything that decides a training run; saved as the run's ``config.json``."""
-
-    data: str
-    val: str
-    out: str
-    epochs: int = 30
-    batch_size: int = 128
-    learning_rate: float = 2e-3
-    weight_decay: float = 0.05
-    warmup_epochs: float = 0.5
-    label_smoothing: float = 0.1
-    widths: tuple[int, ...] = (32, 64, 128, 256)
-    convs_per_stage: tuple[int, ...] = (1, 2, 2, 2)
-    dropout: float = 0.4
-    seed: int = 1234
-    time_budget_minutes: float | None = None
-    max_steps_per_epoch: int | None = None
-    init_weights: str | None = None
-    teachers: tuple[str, ...] = ()
-    distill_weight: float = 0.5
-    augment: AugmentConfig = field(default_factory=AugmentConfig)
 
 
 class IncompatibleWeights(ValueError):
@@ -103,11 +78,8 @@ def train(
     train_ds = _train_dataset(train_set, targets, config, steps_per_epoch, start_epoch, tf)
     val_x = val_set.x[..., None].astype(np.float32)
     val_y = keras.utils.to_categorical(val_set.y, len(LABELS))
-    deadline = (
-        time.monotonic() + 60 * config.time_budget_minutes
-        if config.time_budget_minutes
-        else math.inf
-    )
+    budget = config.time_budget_seconds
+    deadline = time.monotonic() + budget if budget else math.inf
 
     from training.progress import RichProgress
 
@@ -203,16 +175,33 @@ def _targets(train_set: FaceSet, config: TrainConfig) -> np.ndarray:
 def _optimizer(config: TrainConfig, steps_per_epoch: int):
     import keras
 
+    schedule = _schedule(config, steps_per_epoch)
+    return keras.optimizers.AdamW(learning_rate=schedule, weight_decay=config.weight_decay)
+
+
+def _schedule(config: TrainConfig, steps_per_epoch: int):
+    """Linear warm-up from a tenth of the peak, then a cosine to 1 % of it, over the steps.
+
+    The torch worker's :func:`training.gpu.learning_rate_at` over its time budget.
+    """
+    import keras
+
     total = config.epochs * steps_per_epoch
-    warmup = int(config.warmup_epochs * steps_per_epoch)
-    schedule = keras.optimizers.schedules.CosineDecay(
+    warmup = warmup_steps(config, steps_per_epoch)
+    return keras.optimizers.schedules.CosineDecay(
         initial_learning_rate=config.learning_rate * 0.1,
         decay_steps=max(total - warmup, 1),
         alpha=0.01,
         warmup_target=config.learning_rate,
         warmup_steps=warmup,
     )
-    return keras.optimizers.AdamW(learning_rate=schedule, weight_decay=config.weight_decay)
+
+
+def warmup_steps(config: TrainConfig, steps_per_epoch: int) -> int:
+    """The steps of the learning-rate warm-up: its share of all the run's steps, rounded down."""
+    # + 1e-6: --warmup-epochs W arrives as W / epochs, whose product with the
+    # steps can fall an ulp short of the whole number of steps W asks for.
+    return int(config.warmup_fraction * config.epochs * steps_per_epoch + 1e-6)
 
 
 def _train_dataset(
@@ -251,7 +240,7 @@ def _write_config(
 
     record = {
         "command": command or " ".join(sys.argv),
-        "config": asdict(config),
+        "config": config.to_json(),
         "data": {
             "train": {
                 "source": train_set.source,
