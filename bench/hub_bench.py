@@ -4,6 +4,7 @@
     .venv/bin/python bench/hub_bench.py --quick         # sizes 10,100, shorter paced run
     .venv/bin/python bench/hub_bench.py --sizes 10,50 --no-peer
     .venv/bin/python bench/hub_bench.py --hubs 1,2,3 [--quick]  # hubs on one Redis
+    .venv/bin/python bench/hub_bench.py --hubs 1,2 --cluster     # ... and on a Redis Cluster
 
 Both servers run as separate processes on 127.0.0.1 and get the same load
 from the same minimal WebSocket client (:class:`BenchClient`; for the peer it
@@ -35,6 +36,14 @@ faults`` counts clients that did not). CPU is all hubs' together plus
 redis-server's, from /proc. A third load, "push", measures sender-side
 throughput: clients alone in their rooms fire messages, so each message is
 stored and acknowledged through Redis with no fan-out.
+
+``--cluster`` adds rows "cluster ×N" for each ``--hubs`` count: N hubs on a
+fresh Redis Cluster of ``--cluster-nodes`` (3) primaries, started by the bench
+(``RedisClusterProcess``, needs ``redis-cli``) and given to the hubs as a
+seed list. The cluster places rooms by hash tag, so burst and paced (one
+room) land on one node, while push's rooms spread over all of them: the
+push table says how many rooms each node held. "Redis CPU" is then all
+nodes' CPU together, and the same ratios against the embedded hub apply.
 """
 
 from __future__ import annotations
@@ -58,8 +67,9 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.redis_bench_support import RedisProcess, free_port  # noqa: E402
+from bench.redis_bench_support import RedisClusterProcess, RedisProcess, free_port  # noqa: E402
 from hub import protocol  # noqa: E402
+from hub.redis_scripts import room_base  # noqa: E402
 
 PEER_VENV = REPO / ".bench-venv-socketio"
 PEER_PACKAGES = ("flask-socketio>=5.3", "eventlet>=0.36")
@@ -609,18 +619,25 @@ def seq_faults(clients: Sequence[SeqClient], total: int) -> int:
 
 
 class Deployment:
-    """``hubs`` fer-hub processes on one fresh redis-server; ``hubs == 0``: one hub, no Redis."""
+    """``hubs`` fer-hub processes on one fresh redis-server; ``hubs == 0``: one hub, no Redis.
 
-    def __init__(self, hubs: int, appendfsync: str) -> None:
+    With ``cluster_nodes`` (at least 3), the hubs share a fresh Redis Cluster
+    of that many primaries instead, given to them as a seed list.
+    """
+
+    def __init__(self, hubs: int, appendfsync: str, cluster_nodes: int = 0) -> None:
         self.hubs = hubs
         self.appendfsync = appendfsync
-        self.redis: RedisProcess | None = None
+        self.cluster_nodes = cluster_nodes if hubs else 0
+        self.redis: RedisProcess | RedisClusterProcess | None = None
         self.servers: list[ServerProcess] = []
         self.redis_info: dict[str, Any] = {}
 
     @property
     def name(self) -> str:
-        return f"redis ×{self.hubs}" if self.hubs else "embedded"
+        if not self.hubs:
+            return "embedded"
+        return f"{'cluster' if self.cluster_nodes else 'redis'} ×{self.hubs}"
 
     @property
     def ports(self) -> list[int]:
@@ -629,7 +646,11 @@ class Deployment:
     async def __aenter__(self) -> Deployment:
         try:
             url = None
-            if self.hubs:
+            if self.cluster_nodes:
+                self.redis = RedisClusterProcess(self.cluster_nodes, self.appendfsync)
+                self.redis.wait_ready()
+                url = self.redis.url
+            elif self.hubs:
                 self.redis = RedisProcess(free_port(), self.appendfsync)
                 self.redis.wait_ready()
                 url = self.redis.url
@@ -645,12 +666,20 @@ class Deployment:
         self._stop()
 
     def cpu(self) -> tuple[float, float]:
-        """CPU seconds so far: all hubs together, and redis-server (0 without)."""
+        """CPU seconds so far: all hubs together, and Redis (all cluster nodes; 0 without)."""
         hubs = sum(s.cpu_seconds() for s in self.servers)
         return hubs, 0.0 if self.redis is None else self.redis.cpu_seconds()
 
+    def rooms_per_node(self, rooms: Sequence[str]) -> str:
+        """How many of ``rooms`` each Redis server holds, e.g. ``19/17/14``; "-" without Redis."""
+        if isinstance(self.redis, RedisClusterProcess):
+            # A room's slot is its hash tag's, whatever the hub's key prefix.
+            owners = self.redis.owners([room_base("", room) for room in rooms])
+            return "/".join(str(owners.count(i)) for i in range(len(self.redis.nodes)))
+        return "-" if self.redis is None else str(len(rooms))
+
     def _stop(self) -> None:
-        if self.redis is not None and self.redis.proc.poll() is None:
+        if self.redis is not None and self.redis.running():
             self.redis_info = self.redis.info()
         for server in self.servers:
             server.stop()
@@ -780,6 +809,7 @@ class PushRow:
     errors: int
     hub_cpu_s: float
     redis_cpu_s: float
+    rooms_per_node: str  # how many rooms each Redis server holds, "-" without Redis
 
     @property
     def rate(self) -> float:
@@ -799,7 +829,8 @@ async def scale_push(
     event returned). A hub runs one engine call at a time per connection, so
     ``senders`` is also the number of posts in flight.
     """
-    clients = await open_spread(setup.ports, [f"push{i}" for i in range(senders)])
+    rooms = [f"push{i}" for i in range(senders)]
+    clients = await open_spread(setup.ports, rooms)
     run = attach_run(clients)
     own = [[f"q{i}-{k}" for k in range(per_sender)] for i in range(senders)]
     hubs_before, redis_before = setup.cpu()
@@ -819,14 +850,15 @@ async def scale_push(
     row = PushRow(
         setup.name, senders, total, end - start, run.deliveries, lost, duplicated,
         seq_faults(clients, per_sender), sum(c.errors for c in clients),
-        hubs_after - hubs_before, redis_after - redis_before,
+        hubs_after - hubs_before, redis_after - redis_before, setup.rooms_per_node(rooms),
     )  # fmt: skip
     await asyncio.gather(*(c.close() for c in clients), return_exceptions=True)
     return row
 
 
 async def scale_async(args: argparse.Namespace) -> tuple[list[ScaleRow], list[PushRow], str]:
-    """Each load on the embedded hub, then on each ``--hubs`` count on Redis; fresh every row."""
+    """Each load on the embedded hub, then on each ``--hubs`` count on Redis (and, with
+    ``--cluster``, on a Redis Cluster); a fresh deployment for every row."""
     timeout = args.idle_timeout
     jobs: list[tuple[str, Callable[[Deployment], Awaitable[ScaleRow | PushRow]]]] = [
         (f"burst {size}", functools.partial(scale_burst, size=size, idle_timeout=timeout))
@@ -847,9 +879,12 @@ async def scale_async(args: argparse.Namespace) -> tuple[list[ScaleRow], list[Pu
     rows: list[ScaleRow] = []
     pushes: list[PushRow] = []
     version = "?"
+    setups = [(0, 0)] + [(hubs, 0) for hubs in args.hubs]
+    if args.cluster:
+        setups += [(hubs, args.cluster_nodes) for hubs in args.hubs]
     for label, work in jobs:
-        for hubs in [0, *args.hubs]:
-            setup = Deployment(hubs, args.appendfsync)
+        for hubs, nodes in setups:
+            setup = Deployment(hubs, args.appendfsync, nodes)
             print(f"{label}: {setup.name} ...", file=sys.stderr, flush=True)
             async with setup:
                 result = await work(setup)
@@ -895,9 +930,9 @@ def scale_table(rows: Sequence[ScaleRow]) -> str:
 
 def push_table(rows: Sequence[PushRow]) -> str:
     head = (
-        "| setup | senders (rooms) | messages | acked messages/s | lost | dup | seq faults "
-        "| error frames | hub CPU µs/message | Redis CPU µs/message | messages/s vs embedded "
-        "| hub CPU/message vs embedded | CPU/message vs embedded |"
+        "| setup | senders (rooms) | rooms per Redis node | messages | acked messages/s | lost "
+        "| dup | seq faults | error frames | hub CPU µs/message | Redis CPU µs/message "
+        "| messages/s vs embedded | hub CPU/message vs embedded | CPU/message vs embedded |"
     )
     lines = [head, _rule(head)]
     base = next((r for r in rows if r.setup == "embedded"), None)
@@ -910,16 +945,21 @@ def push_table(rows: Sequence[PushRow]) -> str:
             hub_ratio = _ratio(r.per_message_us(r.hub_cpu_s), base.per_message_us(base.hub_cpu_s))
             ratios = f"{_ratio(r.rate, base.rate)} | {hub_ratio} | {_ratio(cpu, base_cpu)}"
         lines.append(
-            f"| {r.setup} | {r.senders} | {r.messages} | {r.rate:,.0f} | {r.lost} "
-            f"| {r.duplicated} | {r.seq_faults} | {r.errors} | {r.per_message_us(r.hub_cpu_s):.1f} "
-            f"| {r.per_message_us(r.redis_cpu_s):.1f} | {ratios} |"
+            f"| {r.setup} | {r.senders} | {r.rooms_per_node} | {r.messages} | {r.rate:,.0f} "
+            f"| {r.lost} | {r.duplicated} | {r.seq_faults} | {r.errors} "
+            f"| {r.per_message_us(r.hub_cpu_s):.1f} | {r.per_message_us(r.redis_cpu_s):.1f} "
+            f"| {ratios} |"
         )
     return "\n".join(lines)
 
 
-def redis_overhead(rows: Sequence[ScaleRow], pushes: Sequence[PushRow], hubs: int) -> str:
-    """What one hub on Redis costs per message against the embedded hub, same run."""
-    name = f"redis ×{hubs}"
+def redis_overhead(
+    rows: Sequence[ScaleRow], pushes: Sequence[PushRow], name: str, server: str = "redis-server"
+) -> str:
+    """What setup ``name`` (e.g. ``redis ×1``) costs per message against the embedded hub.
+
+    ``server`` names where the Redis CPU went, e.g. "the 3 cluster nodes".
+    """
     base = {(r.load, r.clients): r for r in rows if r.setup == "embedded"}
     lines = []
     for r in rows:
@@ -931,7 +971,7 @@ def redis_overhead(rows: Sequence[ScaleRow], pushes: Sequence[PushRow], hubs: in
         lines.append(
             f"- {r.load}, {r.clients} clients: {r.per_message_us(r.cpu_s):,.0f} µs of CPU per"
             f" message against {embedded:,.0f} µs: {extra_hub:+,.0f} µs in the hub and"
-            f" {r.per_message_us(r.redis_cpu_s):,.0f} µs in redis-server; p50"
+            f" {r.per_message_us(r.redis_cpu_s):,.0f} µs in {server}; p50"
             f" {r.p50_ms:.1f} ms against {b.p50_ms:.1f} ms"
             + (f" (this row lost {r.lost} deliveries: not a clean figure)" if r.lost else "")
         )
@@ -942,7 +982,7 @@ def redis_overhead(rows: Sequence[ScaleRow], pushes: Sequence[PushRow], hubs: in
         lines.append(
             f"- push ({push.senders} senders, fan-out 1): {push.rate:,.0f} messages/s"
             f" against {push_base.rate:,.0f}; {push.per_message_us(push.hub_cpu_s):.0f} µs"
-            f" (hub) + {push.per_message_us(push.redis_cpu_s):.0f} µs (redis-server) of CPU"
+            f" (hub) + {push.per_message_us(push.redis_cpu_s):.0f} µs ({server}) of CPU"
             f" per message against {embedded:.0f} µs"
         )
     return "\n".join(lines)
@@ -952,12 +992,19 @@ def scale_main(args: argparse.Namespace, command: str) -> None:
     started, load_before = time.monotonic(), os.getloadavg()[0]
     rows, pushes, version = asyncio.run(scale_async(args))
     cores = os.cpu_count()
+    cluster = (
+        f", then as many on a Redis Cluster of {args.cluster_nodes} such servers (primaries"
+        " only, slots split evenly; Redis CPU is all nodes' together; a burst or paced room"
+        " is one slot, so one node serves it)"
+        if args.cluster
+        else ""
+    )
     print(
         f"\n`{command}`: {cores} cores, {time.monotonic() - started:.0f} s, load average"
         f" {load_before:.1f} before and {os.getloadavg()[0]:.1f} after. Rows: one hub without"
         f" Redis (embedded), then {', '.join(map(str, args.hubs))} fer-hub processes on one"
-        f" redis-server {version} (appendonly yes, appendfsync {args.appendfsync}), fresh"
-        " for each row; clients, and so senders, round-robin over the hubs. Hubs, Redis and"
+        f" redis-server {version} (appendonly yes, appendfsync {args.appendfsync}){cluster},"
+        " fresh for each row; clients, and so senders, round-robin over the hubs. Hubs, Redis and"
         f" the load generator share the {cores} cores, so more hubs cannot be faster here:"
         " the rows show what spreading a room costs.\n"
     )
@@ -972,7 +1019,13 @@ def scale_main(args: argparse.Namespace, command: str) -> None:
         print(push_table(pushes))
     one = min(args.hubs)
     print(f"\nWhat Redis adds per message (redis ×{one} against embedded, same run):\n")
-    print(redis_overhead(rows, pushes, one))
+    print(redis_overhead(rows, pushes, f"redis ×{one}"))
+    if args.cluster:
+        print(
+            f"\nWhat a {args.cluster_nodes}-node Redis Cluster adds per message"
+            f" (cluster ×{one} against embedded, same run):\n"
+        )
+        print(redis_overhead(rows, pushes, f"cluster ×{one}", f"the {args.cluster_nodes} nodes"))
     clean = all(
         r.lost == r.duplicated == r.seq_faults == r.errors == r.dropped_clients == 0 for r in rows
     )
@@ -1048,6 +1101,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         " processes on one redis-server (no Flask-SocketIO peer, no floor)",
     )
     scale.add_argument(
+        "--cluster", action="store_true",
+        help="also run each --hubs count on a fresh Redis Cluster (rows 'cluster ×N')",
+    )  # fmt: skip
+    scale.add_argument(
+        "--cluster-nodes", type=int, default=3,
+        help="primaries in the --cluster Redis Cluster (at least 3, as redis-cli requires)",
+    )  # fmt: skip
+    scale.add_argument(
         "--appendfsync", choices=("everysec", "always", "no"), default="everysec",
         help="the bench redis-server's AOF fsync policy (--hubs)",
     )  # fmt: skip
@@ -1061,6 +1122,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.hubs is not None and (not args.hubs or min(args.hubs) < 1):
         parser.error("--hubs takes counts of at least 1, e.g. 1,2,3")
+    if args.cluster and args.hubs is None:
+        parser.error("--cluster adds rows to --hubs; give --hubs too, e.g. --hubs 1,2 --cluster")
+    if args.cluster_nodes < 3:
+        parser.error("--cluster-nodes: a Redis Cluster needs at least 3 primaries")
     if args.idle_timeout is None:
         args.idle_timeout = 15.0 if args.hubs is None else 5.0
     if args.quick:
