@@ -15,13 +15,17 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from hub_fixtures import Peer, free_port, start_hub_process
+from hub_fixtures import REPO, Peer, free_port, start_hub_process
+
+sys.path.insert(0, str(REPO / "bench"))
+from redis_bench_support import cluster_port  # the bench starts clusters too
 
 WAIT = 10.0
 
@@ -130,7 +134,7 @@ class RedisCluster:
                 RedisServer(
                     binary,
                     node_dir,
-                    _cluster_port(),
+                    cluster_port(),
                     cluster_enabled="yes",
                     cluster_config_file=str(node_dir / "nodes.conf"),
                     cluster_node_timeout="2000",
@@ -178,20 +182,6 @@ class RedisCluster:
     def stop(self) -> None:
         for node in self.nodes:
             node.stop()
-
-
-def _cluster_port() -> int:
-    """A free port whose cluster bus port (``port + 10000``) is free and valid too."""
-    while True:
-        port = free_port()
-        if port + 10000 > 65535:
-            continue
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", port + 10000))
-            except OSError:
-                continue
-        return port
 
 
 def key_slot(key: str) -> int:
