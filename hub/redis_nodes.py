@@ -17,16 +17,23 @@ from collections.abc import Sequence
 from typing import Any
 
 import hiredis
+import redis._parsers.hiredis as redis_hiredis
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import ClusterNode
+from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import ResponseError
+from redis.exceptions import ConnectionError, ResponseError
 
-__all__ = ["POOL_WAIT", "RedisNodes", "redacted", "send_packed", "split_seeds"]
+__all__ = ["POOL_WAIT", "RedisNodes", "read_replies", "redacted", "send_packed", "split_seeds"]
 
 #: Seconds a call may wait for a free connection before it counts as a failure.
 POOL_WAIT: float = 30.0
+#: Bytes asked of the socket per read in :func:`read_replies`.
+READ_SIZE: int = 65536
+#: What redis-py's ``hiredis.Reader`` returns for "no complete reply yet"
+#: (``False``, hiredis' default, where redis-py sets none).
+_NOT_ENOUGH_DATA: Any = getattr(redis_hiredis, "NOT_ENOUGH_DATA", False)
 
 
 def split_seeds(url: str) -> tuple[str, list[tuple[str, int]]]:
@@ -193,3 +200,33 @@ async def send_packed(
     finally:
         await pool.release(conn)
     return results
+
+
+async def read_replies(conn: AbstractConnection) -> list[Any]:
+    """Every complete reply buffered on ``conn``; if none, those the next bytes complete.
+
+    For a subscription, whose replies come unasked: one await per chunk of
+    bytes, not a chain of redis-py coroutines (and a debug string of each
+    event) per reply. It reads with the ``hiredis.Reader`` redis-py set up on
+    connecting (``_parser._reader``: redis-py has no public call for this),
+    so what redis-py buffered is not lost. Raises ``ConnectionError`` once
+    the connection is closed.
+    """
+    parser, stream = conn._parser, conn._reader
+    reader = getattr(parser, "_reader", None)
+    if stream is None or reader is None or not getattr(parser, "_connected", False):
+        raise ConnectionError("the subscription's connection is closed")
+    replies: list[Any] = []
+    while True:
+        reply = reader.gets()
+        while reply is not _NOT_ENOUGH_DATA:
+            if isinstance(reply, ConnectionError):
+                raise reply
+            replies.append(reply)
+            reply = reader.gets()
+        if replies:
+            return replies
+        data = await stream.read(READ_SIZE)
+        if not data:
+            raise ConnectionError("redis closed the subscription's connection")
+        reader.feed(data)

@@ -348,3 +348,32 @@ def test_a_malformed_seed_list_stops_the_hub_with_one_clear_line() -> None:
     )  # fmt: skip
     assert done.returncode == 2
     assert "--redis: a seed must be HOST:PORT, got 'b'" in done.stderr
+
+
+async def test_a_subscription_reads_every_event_whole_and_in_order_then_its_close(
+    redis: RedisServer,
+) -> None:
+    import redis.asyncio as aioredis
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    from hub.redis_nodes import READ_SIZE, read_replies
+
+    client = aioredis.Redis.from_url(redis.url, decode_responses=True)
+    pubsub = client.pubsub()
+    try:
+        await pubsub.subscribe("ch")
+        # Many small events at once, and one that spans several socket reads.
+        sent = [f"event {i}" for i in range(200)] + ["x" * (3 * READ_SIZE)]
+        for payload in sent:
+            await client.publish("ch", payload)
+        got: list[Any] = []
+        while len(got) < 1 + len(sent):
+            got += await read_replies(pubsub.connection)
+        assert [r[0] for r in got] == ["subscribe"] + ["message"] * len(sent)
+        assert [r[2] for r in got[1:]] == sent
+        await client.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
+        with pytest.raises(RedisConnectionError):
+            await asyncio.wait_for(read_replies(pubsub.connection), 10)
+    finally:
+        await pubsub.aclose()
+        await client.aclose()
