@@ -377,3 +377,27 @@ async def test_a_subscription_reads_every_event_whole_and_in_order_then_its_clos
     finally:
         await pubsub.aclose()
         await client.aclose()
+
+
+async def test_a_packed_batch_gets_each_reply_in_order_with_errors_in_place(
+    redis: RedisServer,
+) -> None:
+    import redis.asyncio as aioredis
+    from redis.exceptions import ResponseError
+
+    from hub.redis_nodes import READ_SIZE, send_packed
+
+    pool = aioredis.ConnectionPool.from_url(redis.url, decode_responses=True)
+    try:
+        value = "v" * 1000
+        # Replies that span several socket reads, an error reply mid-batch.
+        gets = [("GET", "a")] * (3 * READ_SIZE // len(value))
+        commands = [("SET", "a", value), ("INCR", "a"), *gets, ("STRLEN", "a")]
+        results = await send_packed(pool, commands)
+        assert results[0] == "OK"
+        assert isinstance(results[1], ResponseError)
+        assert results[2:-1] == [value] * len(gets)
+        assert results[-1] == len(value)
+        assert await send_packed(pool, [("PING",)]) == ["PONG"]  # the connection is reusable
+    finally:
+        await pool.aclose()
