@@ -21,7 +21,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import math
 import secrets
 import time
 from collections.abc import Callable, Iterable
@@ -57,7 +56,7 @@ from .cluster import (
     parse_members,
 )
 from .protocol import ChatMessage
-from .redis_nodes import RedisNodes, redacted, send_packed
+from .redis_nodes import RedisNodes, read_replies, redacted, send_packed
 from .redis_scripts import hub_key, hubs_base, room_base, room_key, scripts
 from .rooms import Action
 
@@ -85,6 +84,8 @@ UNREACHABLE = (RedisError, OSError, asyncio.TimeoutError)
 #: Error replies that mean "ask another node", on a cluster.
 REDIRECTED = (AskError, TryAgainError, ClusterDownError)
 
+#: Pub/sub replies that carry an event (plain and sharded pub/sub).
+_EVENTS = ("message", "smessage")
 #: The registry keys each hub script touches about its hub, besides the hub set.
 _HUB_SCRIPT_KEYS = {
     "beat": ("beat", "suspect"),
@@ -480,46 +481,28 @@ class RedisEngine:
             return pubsub
 
     async def _listen(self, pubsub: PubSub) -> None:
-        """Read one server's pub/sub until it breaks; then resubscribe everything."""
+        """Read one server's pub/sub until it breaks; then resubscribe everything.
+
+        Read off the subscription's connection (:func:`read_replies`) rather
+        than through ``PubSub.get_message``: its retry, health check, timer
+        and message dict per event cost the hub more CPU than the rest of the
+        delivery (measured with cProfile under ``bench/hub_bench.py --hubs``).
+        """
         try:
-            reply = await self._read_pubsub(pubsub)
             while not self._closing:
-                while reply is not None:
+                conn = pubsub.connection
+                if conn is None:
+                    raise ConnectionError("the subscription has no connection")
+                for reply in await read_replies(conn):
+                    if reply[0] not in _EVENTS:
+                        await pubsub.handle_message(reply)  # its bookkeeping of (un)subscribes
                     self._on_pubsub(reply)
-                    reply = await self._buffered_pubsub(pubsub)
-                reply = await self._read_pubsub(pubsub)
         except UNREACHABLE as exc:
             self._subscription_lost(exc)
 
-    async def _read_pubsub(self, pubsub: PubSub) -> list[Any] | None:
-        """The next raw reply on the subscription, or None after ``heartbeat`` s of quiet.
-
-        Read off the subscription's connection rather than through
-        ``PubSub.get_message``: its retry, health check and message dict cost
-        the hub more CPU per event than the rest of the delivery (measured
-        with cProfile under ``bench/hub_bench.py --hubs``).
-        """
-        conn = pubsub.connection
-        if conn is None:
-            raise ConnectionError("the subscription has no connection")
-        reply = await conn.read_response(timeout=self.heartbeat, push_request=True)
-        if reply is not None and reply[0] not in ("message", "smessage"):
-            await pubsub.handle_message(reply)  # its bookkeeping of (un)subscribes
-        return reply
-
-    async def _buffered_pubsub(self, pubsub: PubSub) -> list[Any] | None:
-        """The next reply if it is already buffered (no timer per read), else None."""
-        conn = pubsub.connection
-        if conn is None or not await conn.can_read():
-            return None
-        reply = await conn.read_response(timeout=math.inf, push_request=True)
-        if reply[0] not in ("message", "smessage"):
-            await pubsub.handle_message(reply)
-        return reply
-
     def _on_pubsub(self, reply: list[Any]) -> None:
         kind, channel = reply[0], reply[1]
-        if kind in ("message", "smessage"):
+        if kind in _EVENTS:
             room = self._room_of.get(channel)
             if room is None:
                 return

@@ -12,21 +12,27 @@ than the rest of a delivery.
 from __future__ import annotations
 
 import asyncio
-import math
 from collections.abc import Sequence
 from typing import Any
 
 import hiredis
+import redis._parsers.hiredis as redis_hiredis
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import ClusterNode
+from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import ResponseError
+from redis.exceptions import ConnectionError, ResponseError
 
-__all__ = ["POOL_WAIT", "RedisNodes", "redacted", "send_packed", "split_seeds"]
+__all__ = ["POOL_WAIT", "RedisNodes", "read_replies", "redacted", "send_packed", "split_seeds"]
 
 #: Seconds a call may wait for a free connection before it counts as a failure.
 POOL_WAIT: float = 30.0
+#: Bytes asked of the socket per read in :func:`read_replies`.
+READ_SIZE: int = 65536
+#: What redis-py's ``hiredis.Reader`` returns for "no complete reply yet"
+#: (``False``, hiredis' default, where redis-py sets none).
+_NOT_ENOUGH_DATA: Any = getattr(redis_hiredis, "NOT_ENOUGH_DATA", False)
 
 
 def split_seeds(url: str) -> tuple[str, list[tuple[str, int]]]:
@@ -176,20 +182,65 @@ async def send_packed(
     becomes that command's result, as ``raise_on_error=False`` would; a
     broken connection fails the whole batch.
     """
+    if not commands:
+        return []
     packed = b"".join(hiredis.pack_command(command) for command in commands)
     conn = await pool.get_connection()
     try:
         await conn.send_packed_command(packed, check_health=False)
+        # The first reply waits under the socket timeout (redis-py's read);
+        # the rest follow it in the same write, read as they complete.
         results: list[Any] = []
-        # The first reply waits under the socket timeout; the rest follow it
-        # in the same write, so they skip the per-read timeout's timer.
-        timeout = None
-        for _ in commands:
+        try:
+            results.append(await conn.read_response())
+        except ResponseError as exc:
+            results.append(exc)
+        if len(commands) > 1:
             try:
-                results.append(await conn.read_response(timeout=timeout))
-            except ResponseError as exc:
-                results.append(exc)
-            timeout = math.inf
+                await _read(conn, results, len(commands))
+            except BaseException:
+                await conn.disconnect(nowait=True)  # half read: unfit for the next batch
+                raise
     finally:
         await pool.release(conn)
     return results
+
+
+async def read_replies(conn: AbstractConnection) -> list[Any]:
+    """Every complete reply buffered on ``conn``; if none, those the next bytes complete.
+
+    For a subscription, whose replies come unasked: one await per chunk of
+    bytes, not a chain of redis-py coroutines (and a debug string of each
+    event) per reply. Raises ``ConnectionError`` once the connection is closed.
+    """
+    replies: list[Any] = []
+    await _read(conn, replies, None)
+    return replies
+
+
+async def _read(conn: AbstractConnection, replies: list[Any], count: int | None) -> None:
+    """Append ``conn``'s complete replies to ``replies`` until it holds ``count`` (None: any).
+
+    Reads with the ``hiredis.Reader`` redis-py set up on connecting
+    (``_parser._reader``: redis-py has no public call for this), so nothing
+    redis-py buffered is lost. An error reply is appended as its exception,
+    as redis-py's ``raise_on_error=False`` would.
+    """
+    parser, stream = conn._parser, conn._reader
+    reader = getattr(parser, "_reader", None)
+    if stream is None or reader is None or not getattr(parser, "_connected", False):
+        raise ConnectionError("the connection to redis is closed")
+    while True:
+        while count is None or len(replies) < count:
+            reply = reader.gets()
+            if reply is _NOT_ENOUGH_DATA:
+                break
+            if isinstance(reply, ConnectionError):
+                raise reply
+            replies.append(reply)
+        if replies and (count is None or len(replies) >= count):
+            return
+        data = await stream.read(READ_SIZE)
+        if not data:
+            raise ConnectionError("redis closed the connection")
+        reader.feed(data)

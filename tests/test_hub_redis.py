@@ -348,3 +348,56 @@ def test_a_malformed_seed_list_stops_the_hub_with_one_clear_line() -> None:
     )  # fmt: skip
     assert done.returncode == 2
     assert "--redis: a seed must be HOST:PORT, got 'b'" in done.stderr
+
+
+async def test_a_subscription_reads_every_event_whole_and_in_order_then_its_close(
+    redis: RedisServer,
+) -> None:
+    import redis.asyncio as aioredis
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    from hub.redis_nodes import READ_SIZE, read_replies
+
+    client = aioredis.Redis.from_url(redis.url, decode_responses=True)
+    pubsub = client.pubsub()
+    try:
+        await pubsub.subscribe("ch")
+        # Many small events at once, and one that spans several socket reads.
+        sent = [f"event {i}" for i in range(200)] + ["x" * (3 * READ_SIZE)]
+        for payload in sent:
+            await client.publish("ch", payload)
+        got: list[Any] = []
+        while len(got) < 1 + len(sent):
+            got += await read_replies(pubsub.connection)
+        assert [r[0] for r in got] == ["subscribe"] + ["message"] * len(sent)
+        assert [r[2] for r in got[1:]] == sent
+        await client.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
+        with pytest.raises(RedisConnectionError):
+            await asyncio.wait_for(read_replies(pubsub.connection), 10)
+    finally:
+        await pubsub.aclose()
+        await client.aclose()
+
+
+async def test_a_packed_batch_gets_each_reply_in_order_with_errors_in_place(
+    redis: RedisServer,
+) -> None:
+    import redis.asyncio as aioredis
+    from redis.exceptions import ResponseError
+
+    from hub.redis_nodes import READ_SIZE, send_packed
+
+    pool = aioredis.ConnectionPool.from_url(redis.url, decode_responses=True)
+    try:
+        value = "v" * 1000
+        # Replies that span several socket reads, an error reply mid-batch.
+        gets = [("GET", "a")] * (3 * READ_SIZE // len(value))
+        commands = [("SET", "a", value), ("INCR", "a"), *gets, ("STRLEN", "a")]
+        results = await send_packed(pool, commands)
+        assert results[0] == "OK"
+        assert isinstance(results[1], ResponseError)
+        assert results[2:-1] == [value] * len(gets)
+        assert results[-1] == len(value)
+        assert await send_packed(pool, [("PING",)]) == ["PONG"]  # the connection is reusable
+    finally:
+        await pool.aclose()
