@@ -125,7 +125,9 @@ class RedisCluster:
     """A Redis Cluster of ``count`` primaries on 127.0.0.1, no replicas, all slots assigned."""
 
     def __init__(self, binary: str, cli: str, directory: Path, count: int = 3) -> None:
+        self.binary = binary
         self.cli = cli
+        self.directory = directory
         self.nodes = []
         for i in range(count):
             node_dir = directory / f"node{i}"
@@ -171,6 +173,31 @@ class RedisCluster:
             if time.monotonic() > deadline:
                 pytest.skip("the redis cluster did not reach cluster_state:ok")
             time.sleep(0.05)
+
+    def add_replica(self, primary: int) -> RedisServer:
+        """Start one more node, a replica of ``nodes[primary]``, and wait until it is in sync."""
+        node_dir = self.directory / f"node{len(self.nodes)}"
+        node_dir.mkdir()
+        node = RedisServer(
+            self.binary, node_dir, cluster_port(), cluster_enabled="yes",
+            cluster_config_file=str(node_dir / "nodes.conf"), cluster_node_timeout="2000",
+            appendfsync="everysec",
+        )  # fmt: skip
+        node.start()
+        self.nodes.append(node)
+        target = self.nodes[primary]
+        primary_id = self.command(target, "CLUSTER", "MYID").strip()
+        subprocess.run(
+            [self.cli, "--cluster", "add-node", f"127.0.0.1:{node.port}",
+             f"127.0.0.1:{target.port}", "--cluster-slave", "--cluster-master-id", primary_id],
+            capture_output=True, timeout=WAIT, check=True,
+        )  # fmt: skip
+        deadline = time.monotonic() + WAIT
+        while "master_link_status:up" not in self.command(node, "INFO", "replication"):
+            if time.monotonic() > deadline:
+                pytest.skip("the replica did not catch up with its primary")
+            time.sleep(0.05)
+        return node
 
     def command(self, node: RedisServer, *args: str) -> str:
         """One command through ``redis-cli`` on ``node``; its output."""

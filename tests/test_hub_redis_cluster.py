@@ -11,13 +11,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from hub_fixtures import Peer
-from redis_fixtures import Hubs, RedisCluster, key_slot, messages, no_more_messages, redis_cluster
+from redis_fixtures import (
+    Hubs,
+    RedisCluster,
+    RedisServer,
+    key_slot,
+    messages,
+    no_more_messages,
+    redis_cluster,
+)
 
 from hub.redis_scripts import hubs_base, room_key
 
@@ -212,3 +222,74 @@ async def test_a_room_whose_slot_migrates_mid_conversation_loses_and_repeats_not
             assert [m["id"] for m in got] == [f"m{n}" for n in range(total)]
             assert [m["seq"] for m in got] == list(range(1, total + 1))
             assert await no_more_messages(peer, 0.3)
+
+
+def healthy(hub_url: str) -> bool:
+    """Whether the hub at ``ws://...`` answers ``/healthz`` with 200 (it can reach Redis)."""
+    try:
+        with urllib.request.urlopen(hub_url.replace("ws://", "http://") + "/healthz", timeout=2):
+            return True
+    except OSError:  # HTTPError 503 included
+        return False
+
+
+async def fail_over(cluster: RedisCluster, primary: int, replica: RedisServer) -> None:
+    """SIGKILL ``nodes[primary]`` and wait until ``replica`` has taken over its slots."""
+    proc = cluster.nodes[primary].proc
+    assert proc is not None
+    proc.kill()  # the replica takes over after the 2 s node timeout
+    async with asyncio.timeout(30):
+        while "role:master" not in cluster.command(replica, "INFO", "replication"):
+            await asyncio.sleep(0.1)
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.slow
+@pytest.mark.parametrize("failing", ["the room's primary", "the hub registry's primary"])
+async def test_hubs_carry_on_after_a_primary_fails_over_to_its_replica(
+    tmp_path: Path, failing: str
+) -> None:
+    with redis_cluster(tmp_path) as cluster:
+        if failing == "the room's primary":
+            room = "lobby"
+            (primary,) = nodes_of(cluster, (room,))
+        else:  # the hubs' beats fail; rooms elsewhere still work
+            (primary,) = nodes_of(cluster, (hubs_base("fer:"),))
+            room = next(r for r in SPREAD if nodes_of(cluster, (r,)) != {primary})
+        replica = cluster.add_replica(primary)
+        hubs = Hubs(cluster.seeds, "0.2")
+        try:
+            one, two = hubs.start(2)
+            async with Peer.open(one) as ana, Peer.open(two) as bo:
+                await ana.join(room, "ana")
+                await bo.join(room, "bo")
+                await ana.say("before")
+                for peer in (ana, bo):
+                    assert [m["id"] for m in await messages(peer, 1)] == ["before"]
+                await fail_over(cluster, primary, replica)
+                # Posts fail ("unavailable") until the hubs find the new primary.
+                acked = None
+                async with asyncio.timeout(30):
+                    for n in itertools.count():
+                        await ana.say(f"after{n}")
+                        frame = await ana.recv(10)
+                        while frame["type"] not in ("message", "error"):
+                            frame = await ana.recv(10)
+                        if frame["type"] == "message":
+                            acked = frame["id"]
+                            break
+                        await asyncio.sleep(0.2)
+                # Posts refused meanwhile may still be acked late; bo gets exactly
+                # what ana got acked, in the same order.
+                later = [f["id"] for f in await ana.drain(1.0) if f["type"] == "message"]
+                got = [f["id"] for f in await bo.drain(0.5) if f["type"] == "message"]
+                assert got == [acked, *later]
+                await bo.say("bo-too")
+                assert [m["id"] for m in await messages(ana, 1)] == ["bo-too"]
+                async with asyncio.timeout(10):  # both beat again: healthy for the balancer
+                    while not all(
+                        await asyncio.gather(*(asyncio.to_thread(healthy, u) for u in (one, two)))
+                    ):
+                        await asyncio.sleep(0.2)
+        finally:
+            hubs.stop_all()
