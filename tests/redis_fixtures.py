@@ -174,8 +174,11 @@ class RedisCluster:
                 pytest.skip("the redis cluster did not reach cluster_state:ok")
             time.sleep(0.05)
 
-    def add_replica(self, primary: int) -> RedisServer:
-        """Start one more node, a replica of ``nodes[primary]``, and wait until it is in sync."""
+    def add_node(self, replica_of: int | None = None) -> RedisServer:
+        """Start one more node: a primary without slots, or a replica of ``nodes[replica_of]``.
+
+        Returns once the others know it (and a replica is in sync with its primary).
+        """
         node_dir = self.directory / f"node{len(self.nodes)}"
         node_dir.mkdir()
         node = RedisServer(
@@ -184,20 +187,31 @@ class RedisCluster:
             appendfsync="everysec",
         )  # fmt: skip
         node.start()
+        known = self.nodes[0 if replica_of is None else replica_of]
+        add = [
+            self.cli,
+            "--cluster",
+            "add-node",
+            f"127.0.0.1:{node.port}",
+            f"127.0.0.1:{known.port}",
+        ]
+        if replica_of is not None:
+            primary_id = self.command(known, "CLUSTER", "MYID").strip()
+            add += ["--cluster-slave", "--cluster-master-id", primary_id]
+        subprocess.run(add, capture_output=True, timeout=WAIT, check=True)
         self.nodes.append(node)
-        target = self.nodes[primary]
-        primary_id = self.command(target, "CLUSTER", "MYID").strip()
-        subprocess.run(
-            [self.cli, "--cluster", "add-node", f"127.0.0.1:{node.port}",
-             f"127.0.0.1:{target.port}", "--cluster-slave", "--cluster-master-id", primary_id],
-            capture_output=True, timeout=WAIT, check=True,
-        )  # fmt: skip
         deadline = time.monotonic() + WAIT
-        while "master_link_status:up" not in self.command(node, "INFO", "replication"):
+        while not self._joined(node, replica_of is not None):
             if time.monotonic() > deadline:
-                pytest.skip("the replica did not catch up with its primary")
+                pytest.skip("the new redis node did not join the cluster")
             time.sleep(0.05)
         return node
+
+    def _joined(self, node: RedisServer, replica: bool) -> bool:
+        if replica:
+            return "master_link_status:up" in self.command(node, "INFO", "replication")
+        count = f"cluster_known_nodes:{len(self.nodes)}"
+        return all(count in self.command(n, "CLUSTER", "INFO") for n in self.nodes)
 
     def command(self, node: RedisServer, *args: str) -> str:
         """One command through ``redis-cli`` on ``node``; its output."""

@@ -198,10 +198,35 @@ def move_slot(cluster: RedisCluster, slot: int, source: int, target: int) -> Non
 async def test_a_room_whose_slot_migrates_mid_conversation_loses_and_repeats_nothing(
     cluster: RedisCluster, hubs: Hubs
 ) -> None:
-    slot = key_slot(room_key("fer:", "lobby", "seq"))
     (source,) = nodes_of(cluster, ("lobby",))
     target = (source + 1) % len(cluster.nodes)
-    one, two = hubs.start(2)
+    await talk_through_a_migration(cluster, hubs.start(2), source, target)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.slow
+async def test_a_room_moved_to_a_node_added_mid_conversation_loses_and_repeats_nothing(
+    tmp_path: Path,
+) -> None:
+    # The hubs learn of the new node from the migration's ASK redirections.
+    with redis_cluster(tmp_path) as cluster:
+        hubs = Hubs(cluster.seeds, "0.2")
+        try:
+            urls = hubs.start(2)
+            cluster.add_node()
+            (source,) = nodes_of(cluster, ("lobby",))
+            await talk_through_a_migration(cluster, urls, source, len(cluster.nodes) - 1)
+        finally:
+            hubs.stop_all()
+
+
+async def talk_through_a_migration(
+    cluster: RedisCluster, urls: list[str], source: int, target: int
+) -> None:
+    """ana on one hub talks in lobby while its slot moves from ``source`` to ``target``;
+    she and bo, on the other hub, get every message once, in order."""
+    slot = key_slot(room_key("fer:", "lobby", "seq"))
+    one, two = urls
     total = 60
     async with Peer.open(one) as ana, Peer.open(two) as bo:
         await ana.join("lobby", "ana")
@@ -256,7 +281,7 @@ async def test_hubs_carry_on_after_a_primary_fails_over_to_its_replica(
         else:  # the hubs' beats fail; rooms elsewhere still work
             (primary,) = nodes_of(cluster, (hubs_base("fer:"),))
             room = next(r for r in SPREAD if nodes_of(cluster, (r,)) != {primary})
-        replica = cluster.add_replica(primary)
+        replica = cluster.add_node(replica_of=primary)
         hubs = Hubs(cluster.seeds, "0.2")
         try:
             one, two = hubs.start(2)
