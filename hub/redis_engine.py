@@ -86,13 +86,6 @@ REDIRECTED = (AskError, TryAgainError, ClusterDownError)
 
 #: Pub/sub replies that carry an event (plain and sharded pub/sub).
 _EVENTS = ("message", "smessage")
-#: The registry keys each hub script touches about its hub, besides the hub set.
-_HUB_SCRIPT_KEYS = {
-    "beat": ("beat", "suspect"),
-    "dead": (),
-    "forget": ("beat", "suspect", "rooms"),
-}
-
 _Pending = tuple[str, tuple[Any, ...], "asyncio.Future[Any]", int]  # key, command, future, tries
 
 
@@ -334,12 +327,10 @@ class RedisEngine:
 
     async def _hubs(self, script: str, hub: str, *args: Any) -> Any:
         """Run the registry script ``script`` about ``hub`` (its ``ARGV[1]``) with ``args``."""
-        keys = [self._hubs_key] + [
-            hub_key(self.prefix, hub, what) for what in _HUB_SCRIPT_KEYS[script]
-        ]
-        sha = self._scripts[script].sha
+        known = self._scripts[script]
+        keys = [self._hubs_key] + [hub_key(self.prefix, hub, what) for what in known.keys]
         return await self._call(
-            keys[0], "EVALSHA", sha, len(keys), *keys, self._hubs_key, hub, *args
+            keys[0], "EVALSHA", known.sha, len(keys), *keys, self._hubs_key, hub, *args
         )
 
     async def _call(self, key: str, *command: Any) -> Any:
@@ -384,19 +375,24 @@ class RedisEngine:
                 raise
             return
         for pending, result in zip(batch, results, strict=True):
-            future, tries = pending[2], pending[3]
-            if future.done():
-                continue
-            if isinstance(result, REDIRECTED) and tries < MAX_REDIRECTS:
-                self._spawn(self._redirect(pending, result))
-            elif isinstance(result, Exception):
-                future.set_exception(result)
-            else:
-                future.set_result(result)
+            self._settle(pending, result)
+
+    def _settle(self, pending: _Pending, result: Any) -> None:
+        """Hand ``result`` to the call's caller, or follow the cluster's redirection."""
+        future, tries = pending[2], pending[3]
+        if future.done():
+            return
+        if isinstance(result, REDIRECTED) and tries < MAX_REDIRECTS:
+            self._spawn(self._redirect(pending, result))
+        elif isinstance(result, Exception):
+            future.set_exception(result)
+        else:
+            future.set_result(result)
 
     async def _redirect(self, pending: _Pending, error: Exception) -> None:
         """Send a call again where the cluster says its slot now is."""
         key, command, future, tries = pending
+        again = (key, command, future, tries + 1)
         if isinstance(error, AskError) and not isinstance(error, MovedError):
             # Mid-migration: this one call goes to the target, announced by ASKING.
             try:
@@ -405,13 +401,7 @@ class RedisEngine:
                 )
             except Exception as exc:
                 result = exc
-            if isinstance(result, REDIRECTED) and tries + 1 < MAX_REDIRECTS:
-                self._spawn(self._redirect((key, command, future, tries + 1), result))
-            elif not future.done():
-                if isinstance(result, Exception):
-                    future.set_exception(result)
-                else:
-                    future.set_result(result)
+            self._settle(again, result)
             return
         if isinstance(error, TryAgainError):
             await asyncio.sleep(TRY_AGAIN_PAUSE)
@@ -419,10 +409,9 @@ class RedisEngine:
             try:
                 await self.nodes.refresh()
             except UNREACHABLE as exc:
-                if not future.done():
-                    future.set_exception(exc)
+                self._settle(again, exc)
                 return
-        self._enqueue((key, command, future, tries + 1))
+        self._enqueue(again)
 
     async def _pipeline(
         self, pool: aioredis.ConnectionPool, commands: list[tuple[Any, ...]]

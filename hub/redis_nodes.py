@@ -76,7 +76,6 @@ class RedisNodes:
     def __init__(
         self, url: str, *, connections: int, socket_timeout: float, connect_timeout: float
     ) -> None:
-        self.url = url
         self._options: dict[str, Any] = {
             "decode_responses": True,
             "socket_timeout": socket_timeout,
@@ -134,12 +133,6 @@ class RedisNodes:
         if node is None:
             node = ClusterNode(host, port, **self.cluster.nodes_manager.connection_kwargs)
         return self._pool_of(node)
-
-    def primaries(self) -> list[aioredis.ConnectionPool]:
-        """One pool per server that runs scripts."""
-        if self.cluster is None:
-            return [self._single]
-        return [self._pool_of(node) for node in self.cluster.get_primaries()]
 
     def _pool_of(self, node: ClusterNode) -> aioredis.ConnectionPool:
         pool = self._pools.get(node.name)

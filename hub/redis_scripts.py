@@ -81,8 +81,10 @@ class Script:
 
     name: str
     source: str
-    #: For a room script, the room keys it may touch, after the room's prefix;
-    #: a direct message's dedup key comes on top. Hub scripts name theirs per call.
+    #: The keys it may touch besides the one it is run on. For a room script,
+    #: after the room's prefix (a direct message's dedup key comes on top); for
+    #: a registry script, the kinds of :func:`hub_key` of the hub it is about,
+    #: besides the set of hubs.
     keys: tuple[str, ...] = ()
 
     @functools.cached_property
@@ -326,7 +328,11 @@ _ROOM_SCRIPTS = {  # name: (source, the keys it touches)
     "page": (_PAGE, ("log",)),
     "sync": (_SYNC, ("pos", "seq", "log", "topic", "members")),
 }
-_HUB_SCRIPTS = {"beat": _BEAT, "dead": _DEAD, "forget": _FORGET}
+_HUB_SCRIPTS = {  # name: (source, the hub's keys it touches)
+    "beat": (_BEAT, ("beat", "suspect")),
+    "dead": (_DEAD, ()),  # other hubs' beats too: see the module's docstring
+    "forget": (_FORGET, ("beat", "suspect", "rooms")),
+}
 
 
 def scripts(sharded: bool) -> dict[str, Script]:
@@ -335,5 +341,8 @@ def scripts(sharded: bool) -> dict[str, Script]:
     found = {
         name: Script(name, prelude + body, keys) for name, (body, keys) in _ROOM_SCRIPTS.items()
     }
-    found |= {name: Script(name, _HUBS_PRELUDE + body) for name, body in _HUB_SCRIPTS.items()}
+    found |= {
+        name: Script(name, _HUBS_PRELUDE + body, keys)
+        for name, (body, keys) in _HUB_SCRIPTS.items()
+    }
     return found
