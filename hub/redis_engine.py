@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import secrets
@@ -70,7 +71,7 @@ HEARTBEAT: float = 1.0
 HEARTBEAT_TTL_BEATS: int = 3
 #: Connections to each Redis server per hub, pub/sub included; calls beyond wait.
 REDIS_CONNECTIONS: int = 32
-#: Most scripts sent in one pipeline.
+#: Scripts sent in one pipeline, beyond which a batch is cut (between lanes only).
 MAX_PIPELINE: int = 64
 #: Seconds Redis remembers a direct message's id, to acknowledge a resend again.
 DIRECT_DEDUP_SECONDS: int = 3600
@@ -84,9 +85,12 @@ UNREACHABLE = (RedisError, OSError, asyncio.TimeoutError)
 #: Error replies that mean "ask another node", on a cluster.
 REDIRECTED = (AskError, TryAgainError, ClusterDownError)
 
+#: What a client is told when its call could not reach Redis.
+STORAGE_UNREACHABLE = "the hub cannot reach its storage; retry soon"
 #: Pub/sub replies that carry an event (plain and sharded pub/sub).
 _EVENTS = ("message", "smessage")
-_Pending = tuple[str, tuple[Any, ...], "asyncio.Future[Any]", int]  # key, command, future, tries
+#: A call waiting for its reply: key, command, future, tries, lane (see :meth:`RedisEngine.submit`).
+_Pending = tuple[str, tuple[Any, ...], "asyncio.Future[Any]", int, object]
 
 
 def new_hub_id() -> str:
@@ -144,6 +148,8 @@ class RedisEngine:
         self._closing = False
         self._queue: list[_Pending] = []
         self._flush_scheduled = False
+        #: Loop turns whose calls were sent; see :meth:`submit`.
+        self.flushes = 0
         #: Called with the seconds each pipelined batch took to Redis and back.
         self.on_round_trip: Callable[[float], None] | None = None
 
@@ -195,13 +201,12 @@ class RedisEngine:
                     request.history_size,
                 )
                 return self.core.join_done(request, result)
-            if isinstance(request, PostCall):
-                return self.core.post_done(request, await self._post(request))
+            if isinstance(request, PostCall | DirectCall):
+                key, command = self._post_command(request)
+                return self._posted(request, await self._call(key, *command))
             if isinstance(request, LeaveCall):
                 await self._room("leave", request.room, request.user, request.conn)
                 return []
-            if isinstance(request, DirectCall):
-                return self.core.direct_done(request, await self._direct(request))
             if isinstance(request, NickCall):
                 reply = await self._room(
                     "nick", request.room, request.old, request.new, request.conn
@@ -222,7 +227,37 @@ class RedisEngine:
             self._outage(exc)
             if isinstance(request, LeaveCall):
                 self._leaves.append(request)
-            return self.core.call_failed(request, "the hub cannot reach its storage; retry soon")
+            return self.core.call_failed(request, STORAGE_UNREACHABLE)
+
+    def submit(self, request: PostCall | DirectCall, lane: object) -> asyncio.Future[Any]:
+        """Queue ``request`` now, without waiting; its outcome is dispatched when it comes.
+
+        A connection's posts need not wait for one another: those submitted
+        with one ``lane`` in one loop turn go to Redis in one write, in that
+        order, and Redis stores them in it. Before submitting on a lane in a
+        later turn (:attr:`flushes` has moved on) or making any other call for
+        it, await the futures it has out: two writes on two pooled
+        connections may run in either order. The future's error, if any, has
+        been handled (the client told, the outage noted) by then.
+        """
+        key, command = self._post_command(request)
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._enqueue((key, command, future, 0, lane))
+        future.add_done_callback(functools.partial(self._submitted_done, request))
+        return future
+
+    def _submitted_done(self, request: PostCall | DirectCall, future: asyncio.Future[Any]) -> None:
+        if future.cancelled():
+            return
+        error = future.exception()
+        if error is None:
+            self.dispatch(self._posted(request, future.result()))
+        elif isinstance(error, UNREACHABLE):
+            self._outage(error)
+            self.dispatch(self.core.call_failed(request, STORAGE_UNREACHABLE))
+        else:
+            logger.error("post failed in redis: %r", error)
+            self.dispatch(self.core.call_failed(request, STORAGE_UNREACHABLE))
 
     def dispatch(self, actions: Iterable[Action]) -> None:
         """Perform ``actions`` now; run their calls in the background."""
@@ -273,41 +308,32 @@ class RedisEngine:
         members = parse_members(json.loads(members))
         return JoinResult(None, int(pos), int(seq), members, history, truncated, topic)
 
-    async def _post(self, call: PostCall) -> ChatMessage | None:
+    def _post_command(self, call: PostCall | DirectCall) -> tuple[str, tuple[Any, ...]]:
+        """The key and command that store (or, for a direct message, hand on) ``call``'s message."""
         message = call.message
         head, tail = _split_frame(message)
+        if isinstance(call, DirectCall):
+            args: tuple[Any, ...] = (
+                message.user, message.id, message.to, head, tail, DIRECT_DEDUP_SECONDS
+            )  # fmt: skip
+            return self._room_command(
+                "direct", message.room, args, extra_key=f"dm:{message.user}\n{message.id}"
+            )
         emotion = "" if message.emotion is None else json.dumps(message.emotion.to_json())
-        reply = await self._room(
-            "post",
-            message.room,
-            message.user,
-            message.id,
-            head,
-            tail,
-            self.history_keep,
-            call.conn,
-            emotion,
-        )
-        return _message(reply[1]) if reply[0] == "dup" else None
+        args = (message.user, message.id, head, tail, self.history_keep, call.conn, emotion)
+        return self._room_command("post", message.room, args)
 
-    async def _direct(self, call: DirectCall) -> str | ChatMessage | None:
-        """Publish a direct message; return a resend's first copy or the refusal code."""
-        message = call.message
-        head, tail = _split_frame(message)
-        reply = await self._room(
-            "direct",
-            message.room,
-            message.user,
-            message.id,
-            message.to,
-            head,
-            tail,
-            DIRECT_DEDUP_SECONDS,
-            extra_key=f"dm:{message.user}\n{message.id}",
-        )
-        if reply[0] == "dup":
-            return _message(reply[1])
-        return None if reply[0] == "ok" else str(reply[0])
+    def _posted(self, call: PostCall | DirectCall, reply: Any) -> list[Action]:
+        """The core's actions for the script's ``reply`` to ``call``.
+
+        A post that is new is acknowledged by its event; a resend gets its
+        first copy again. A direct message may also be refused.
+        """
+        earlier = _message(reply[1]) if reply[0] == "dup" else None
+        if isinstance(call, PostCall):
+            return self.core.post_done(call, earlier)
+        refused = None if reply[0] in ("ok", "dup") else str(reply[0])
+        return self.core.direct_done(call, earlier or refused)
 
     async def _sync(self, call: SyncCall) -> SyncResult:
         reply = await self._room("sync", call.room, call.since, call.limit)
@@ -318,12 +344,20 @@ class RedisEngine:
 
     # --- commands ----------------------------------------------------------------
 
-    async def _room(self, script: str, room: str, *args: Any, extra_key: str = "") -> Any:
+    async def _room(self, script: str, room: str, *args: Any) -> Any:
         """Run the room script ``script`` on ``room`` with ``args``."""
-        base = room_base(self.prefix, room)
+        key, command = self._room_command(script, room, args)
+        return await self._call(key, *command)
+
+    def _room_command(
+        self, script: str, room: str, args: tuple[Any, ...], extra_key: str = ""
+    ) -> tuple[str, tuple[Any, ...]]:
+        """The key and ``EVALSHA`` command that run the room script ``script`` on ``room``."""
         known = self._scripts[script]
-        keys = [base + what for what in known.keys] + ([base + extra_key] if extra_key else [])
-        return await self._call(keys[0], "EVALSHA", known.sha, len(keys), *keys, base, *args)
+        base, keys = _room_keys(self.prefix, room, known.keys)
+        if extra_key:
+            keys = (*keys, base + extra_key)
+        return keys[0], ("EVALSHA", known.sha, len(keys), *keys, base, *args)
 
     async def _hubs(self, script: str, hub: str, *args: Any) -> Any:
         """Run the registry script ``script`` about ``hub`` (its ``ARGV[1]``) with ``args``."""
@@ -341,7 +375,7 @@ class RedisEngine:
         trip instead of N (``bench/redis_pipeline_bench.py``).
         """
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._enqueue((key, command, future, 0))
+        self._enqueue((key, command, future, 0, None))
         return await future
 
     def _enqueue(self, pending: _Pending) -> None:
@@ -352,66 +386,84 @@ class RedisEngine:
 
     def _flush(self) -> None:
         self._flush_scheduled = False
+        self.flushes += 1
         queue, self._queue = self._queue, []
         by_server: dict[int, tuple[aioredis.ConnectionPool, list[_Pending]]] = {}
         for pending in queue:
             pool = self.nodes.pool(pending[0])
             by_server.setdefault(id(pool), (pool, []))[1].append(pending)
-        for pool, batch in by_server.values():
-            for start in range(0, len(batch), MAX_PIPELINE):
-                self._spawn(self._send_batch(pool, batch[start : start + MAX_PIPELINE]))
+        for pool, calls in by_server.values():
+            for batch in _batches(calls):
+                self._spawn(self._send_batch(pool, batch))
 
     async def _send_batch(self, pool: aioredis.ConnectionPool, batch: list[_Pending]) -> None:
         started = time.perf_counter()
         try:
-            results = await self._pipeline(pool, [command for _, command, _, _ in batch])
+            results = await self._pipeline(pool, [pending[1] for pending in batch])
             if self.on_round_trip is not None:
                 self.on_round_trip(time.perf_counter() - started)
         except BaseException as exc:
-            for *_, future, _ in batch:
+            for pending in batch:
+                future = pending[2]
                 if not future.done():
                     future.set_exception(exc)
             if not isinstance(exc, Exception):
                 raise
             return
-        for pending, result in zip(batch, results, strict=True):
-            self._settle(pending, result)
+        self._settle(batch, results)
 
-    def _settle(self, pending: _Pending, result: Any) -> None:
-        """Hand ``result`` to the call's caller, or follow the cluster's redirection."""
-        future, tries = pending[2], pending[3]
-        if future.done():
-            return
-        if isinstance(result, REDIRECTED) and tries < MAX_REDIRECTS:
-            self._spawn(self._redirect(pending, result))
-        elif isinstance(result, Exception):
-            future.set_exception(result)
-        else:
-            future.set_result(result)
+    def _settle(self, calls: list[_Pending], results: list[Any]) -> None:
+        """Hand each call its result, or follow the cluster's redirections, in order."""
+        redirected: list[tuple[_Pending, Exception]] = []
+        for pending, result in zip(calls, results, strict=True):
+            future, tries = pending[2], pending[3]
+            if future.done():
+                continue
+            if isinstance(result, REDIRECTED) and tries < MAX_REDIRECTS:
+                redirected.append((pending, result))
+            elif isinstance(result, Exception):
+                future.set_exception(result)
+            else:
+                future.set_result(result)
+        if redirected:
+            self._spawn(self._redirect(redirected))
 
-    async def _redirect(self, pending: _Pending, error: Exception) -> None:
-        """Send a call again where the cluster says its slot now is."""
-        key, command, future, tries = pending
-        again = (key, command, future, tries + 1)
-        if isinstance(error, AskError) and not isinstance(error, MovedError):
-            # Mid-migration: this one call goes to the target, announced by ASKING.
-            try:
-                _, result = await self._pipeline(
-                    self.nodes.pool_at(error.host, error.port), [("ASKING",), command]
-                )
-            except Exception as exc:
-                result = exc
-            self._settle(again, result)
-            return
-        if isinstance(error, TryAgainError):
+    async def _redirect(self, calls: list[tuple[_Pending, Exception]]) -> None:
+        """Send calls again where the cluster says their slots now are.
+
+        The calls of one pipeline are redirected together, in their order,
+        so that a connection's posts caught by a migration are still stored
+        in the order it sent them: Redis runs a pipeline read in one go
+        without another client's commands (a ``MIGRATE`` among them) in
+        between, so a lane's calls get the same answer.
+        """
+        again = [
+            (key, command, future, tries + 1, lane)
+            for (key, command, future, tries, lane), _ in calls
+        ]
+        errors = [error for _, error in calls]
+        if any(isinstance(e, TryAgainError) for e in errors):
             await asyncio.sleep(TRY_AGAIN_PAUSE)
-        else:
+        if any(isinstance(e, MovedError | ClusterDownError) for e in errors):
             try:
                 await self.nodes.refresh()
             except UNREACHABLE as exc:
-                self._settle(again, exc)
+                self._settle(again, [exc] * len(again))
                 return
-        self._enqueue(again)
+        asked: dict[tuple[str, int], list[_Pending]] = {}
+        for pending, error in zip(again, errors, strict=True):
+            if isinstance(error, AskError) and not isinstance(error, MovedError):
+                asked.setdefault((error.host, error.port), []).append(pending)
+            else:
+                self._enqueue(pending)
+        for (host, port), on_target in asked.items():
+            # Mid-migration: these calls go to the target, each announced by ASKING.
+            commands = [c for pending in on_target for c in (("ASKING",), pending[1])]
+            try:
+                results = (await self._pipeline(self.nodes.pool_at(host, port), commands))[1::2]
+            except Exception as exc:
+                results = [exc] * len(on_target)
+            self._settle(on_target, results)
 
     async def _pipeline(
         self, pool: aioredis.ConnectionPool, commands: list[tuple[Any, ...]]
@@ -636,6 +688,28 @@ class RedisEngine:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             logger.error("redis engine task failed", exc_info=task.exception())
+
+
+def _batches(calls: list[_Pending]) -> Iterable[list[_Pending]]:
+    """``calls`` cut into pipelines of about :data:`MAX_PIPELINE`, never inside a lane.
+
+    A lane's calls of one loop turn are adjacent in the queue (one task step
+    queued them) and must reach Redis in one write to run in order.
+    """
+    start = 0
+    for end in range(MAX_PIPELINE, len(calls)):
+        lane = calls[end][4]
+        if end - start >= MAX_PIPELINE and (lane is None or lane is not calls[end - 1][4]):
+            yield calls[start:end]
+            start = end
+    yield calls[start:]
+
+
+@functools.lru_cache(maxsize=4096)
+def _room_keys(prefix: str, room: str, names: tuple[str, ...]) -> tuple[str, tuple[str, ...]]:
+    """``room``'s key prefix and its keys ``names``: the same few for every message."""
+    base = room_base(prefix, room)
+    return base, tuple(base + name for name in names)
 
 
 def _split_frame(message: ChatMessage) -> tuple[str, str]:

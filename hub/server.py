@@ -64,7 +64,7 @@ from websockets.protocol import State
 
 from . import protocol
 from .auth import DEFAULT_LEEWAY, Authorizer, JwtAuthorizer, JwtKey, SharedSecret
-from .cluster import Call, ClusterHub
+from .cluster import Call, ClusterHub, DirectCall, PostCall
 from .metrics import CONTENT_TYPE, HubMetrics
 from .protocol import Limits
 from .rooms import Action, Broadcast, Client, Close, Hub, Reply, TokenBucket
@@ -91,6 +91,8 @@ MAX_CONNECTIONS_PER_IP = 32
 IP_LIMIT_EXEMPT = ("127.0.0.0/8", "::1/128")
 PING_INTERVAL = 20.0
 PING_TIMEOUT = 20.0
+#: Posts one connection may have out to Redis at once before it waits for answers.
+MAX_POSTS_IN_FLIGHT = 64
 
 
 @dataclasses.dataclass(frozen=True)
@@ -207,6 +209,10 @@ class _Link:
     frames_in: int = 0
     pending: list[bytes] = dataclasses.field(default_factory=list)
     pending_bytes: int = 0
+    #: Posts submitted to the Redis engine and not yet answered, and the
+    #: engine's :attr:`~hub.redis_engine.RedisEngine.flushes` when submitted.
+    posts: list[asyncio.Future[Any]] = dataclasses.field(default_factory=list)
+    posts_turn: int = -1
 
     def backlog(self) -> int:
         """Bytes written for this peer that it has not taken yet, as far as we know."""
@@ -358,8 +364,11 @@ class RunningHub:
                     actions = self.core.receive_binary(client)
                 if self.engine is None:
                     self._perform(actions)
+                elif (post := _post_of(actions)) is not None:
+                    await self._submit(link, post)
                 else:
                     # One call at a time per connection: its frames keep their order.
+                    await self._posts_answered(link)
                     await self._carry_out(actions)
         except ConnectionClosed:
             pass
@@ -367,6 +376,7 @@ class RunningHub:
             self.open_connections -= 1
             keepalive.cancel()
             deadline.cancel()
+            await self._posts_answered(link)
             await self._carry_out(self.core.disconnect(client))
             logger.debug(
                 "%s (%s) disconnected: %s %s",
@@ -375,6 +385,30 @@ class RunningHub:
                 ws.close_code,
                 ws.close_reason,
             )
+
+    async def _submit(self, link: _Link, post: PostCall | DirectCall) -> None:
+        """Send ``post`` to Redis without waiting for the answer to earlier ones.
+
+        A burst of messages from one client then costs one round trip, one
+        write to Redis and one write of acks back, not one each. Posts sent
+        in one loop turn travel in one write, in order; a later one waits
+        for them (:meth:`RedisEngine.submit`), so Redis stores every
+        connection's messages in the order it sent them.
+        """
+        assert self.engine is not None
+        if link.posts and (
+            link.posts_turn != self.engine.flushes or len(link.posts) >= MAX_POSTS_IN_FLIGHT
+        ):
+            await self._posts_answered(link)
+        link.posts.append(self.engine.submit(post, lane=link))
+        link.posts_turn = self.engine.flushes
+
+    async def _posts_answered(self, link: _Link) -> None:
+        """Wait until every post ``link`` has out is answered (the engine performs the outcome)."""
+        posts, link.posts = link.posts, []
+        for post in posts:
+            with contextlib.suppress(Exception):  # the client was told; see RedisEngine.submit
+                await post
 
     async def _carry_out(self, actions: Iterable[Action]) -> None:
         """Perform ``actions``, waiting for each engine call and then its outcome."""
@@ -517,6 +551,13 @@ def _text_frame(payload: bytes) -> bytes:
     else:
         header = bytes((0x81, 127)) + length.to_bytes(8, "big")
     return header + payload
+
+
+def _post_of(actions: list[Action]) -> PostCall | DirectCall | None:
+    """The post when ``actions`` is just a chat message to store; None otherwise."""
+    if len(actions) != 1 or not isinstance(action := actions[0], Call):
+        return None
+    return action.request if isinstance(action.request, PostCall | DirectCall) else None
 
 
 def _redis_core(

@@ -66,6 +66,30 @@ async def test_a_message_through_any_hub_reaches_everyone_once_in_one_order(hubs
             assert await no_more_messages(peer)
 
 
+async def test_a_burst_sent_without_waiting_is_stored_in_each_senders_order(hubs: Hubs) -> None:
+    # The hub keeps many posts of one connection out to Redis at once; they
+    # must still be stored, and reach everyone, in the order they were sent.
+    one, two = hubs.start(2)
+    per_sender = 150
+    async with member(one, "ana") as ana, member(one, "bo") as bo, member(two, "cy") as cy:
+
+        async def burst(peer: Peer, user: str) -> None:
+            for n in range(per_sender):
+                await peer.say(f"{user}-{n}", f"{user} says {n}")
+
+        await asyncio.gather(burst(ana, "ana"), burst(bo, "bo"))
+        total = 2 * per_sender
+        received = await asyncio.gather(*(messages(p, total) for p in (ana, bo, cy)))
+        order = [(m["seq"], m["id"]) for m in received[0]]
+        assert [seq for seq, _ in order] == list(range(1, total + 1))
+        for user in ("ana", "bo"):
+            assert [id for _, id in order if id.startswith(user)] == [
+                f"{user}-{n}" for n in range(per_sender)
+            ]
+        assert all([(m["seq"], m["id"]) for m in got] == order for got in received)
+        assert await no_more_messages(cy)
+
+
 async def test_presence_is_the_union_of_every_hub(hubs: Hubs) -> None:
     one, two = hubs.start(2)
     async with Peer.open(one) as ana:
