@@ -61,7 +61,7 @@ from .redis_nodes import RedisNodes, read_replies, redacted, send_packed
 from .redis_scripts import hub_key, hubs_base, room_base, room_key, scripts
 from .rooms import Action
 
-__all__ = ["HEARTBEAT", "RedisEngine", "new_hub_id", "room_key"]
+__all__ = ["HEARTBEAT", "Lane", "RedisEngine", "new_hub_id", "room_key"]
 
 logger = logging.getLogger("hub.redis")
 
@@ -73,6 +73,8 @@ HEARTBEAT_TTL_BEATS: int = 3
 REDIS_CONNECTIONS: int = 32
 #: Scripts sent in one pipeline, beyond which a batch is cut (between lanes only).
 MAX_PIPELINE: int = 64
+#: Posts one connection may have out to Redis at once before it waits for answers.
+MAX_POSTS_IN_FLIGHT: int = 64
 #: Seconds Redis remembers a direct message's id, to acknowledge a resend again.
 DIRECT_DEDUP_SECONDS: int = 3600
 #: Times a call follows a cluster's redirection (``MOVED``, ``ASK``) or waits out a
@@ -89,8 +91,9 @@ REDIRECTED = (AskError, TryAgainError, ClusterDownError)
 STORAGE_UNREACHABLE = "the hub cannot reach its storage; retry soon"
 #: Pub/sub replies that carry an event (plain and sharded pub/sub).
 _EVENTS = ("message", "smessage")
-#: A call waiting for its reply: key, command, future, tries, lane (see :meth:`RedisEngine.submit`).
-_Pending = tuple[str, tuple[Any, ...], "asyncio.Future[Any]", int, object]
+#: A call waiting for its reply: key, command, where the reply goes, tries, lane
+#: (see :meth:`RedisEngine.submit`).
+_Pending = tuple[str, tuple[Any, ...], "asyncio.Future[Any] | _Answer", int, "Lane | None"]
 
 
 def new_hub_id() -> str:
@@ -229,35 +232,45 @@ class RedisEngine:
                 self._leaves.append(request)
             return self.core.call_failed(request, STORAGE_UNREACHABLE)
 
-    def submit(self, request: PostCall | DirectCall, lane: object) -> asyncio.Future[Any]:
-        """Queue ``request`` now, without waiting; its outcome is dispatched when it comes.
+    async def submit(self, request: PostCall | DirectCall, lane: Lane) -> None:
+        """Send ``request`` on ``lane`` (one per connection) without waiting for its answer.
 
-        A connection's posts need not wait for one another: those submitted
-        with one ``lane`` in one loop turn go to Redis in one write, in that
-        order, and Redis stores them in it. Before submitting on a lane in a
-        later turn (:attr:`flushes` has moved on) or making any other call for
-        it, await the futures it has out: two writes on two pooled
-        connections may run in either order. The future's error, if any, has
-        been handled (the client told, the outage noted) by then.
+        A burst of one client's messages then costs one round trip, one write
+        to Redis and one write of acks back, not one each. The posts a lane
+        submits in one loop turn go to Redis in one write, in order, and Redis
+        stores them in it; one in a later turn first waits for those the lane
+        has out (:meth:`Lane.answered`), since two writes on two pooled
+        connections may run in either order. Await :meth:`Lane.answered`
+        before any other call for the connection, too. The outcome (a resend's
+        ack, a refusal, an outage) is dispatched when the answer comes.
         """
+        if lane.out and (lane.turn != self.flushes or lane.out >= MAX_POSTS_IN_FLIGHT):
+            await lane.answered()
         key, command = self._post_command(request)
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._enqueue((key, command, future, 0, lane))
-        future.add_done_callback(functools.partial(self._submitted_done, request))
-        return future
+        lane.out += 1
+        lane.turn = self.flushes
+        self._enqueue((key, command, _Answer(self, request, lane), 0, lane))
 
-    def _submitted_done(self, request: PostCall | DirectCall, future: asyncio.Future[Any]) -> None:
-        if future.cancelled():
-            return
-        error = future.exception()
-        if error is None:
-            self.dispatch(self._posted(request, future.result()))
-        elif isinstance(error, UNREACHABLE):
-            self._outage(error)
-            self.dispatch(self.core.call_failed(request, STORAGE_UNREACHABLE))
-        else:
-            logger.error("post failed in redis: %r", error)
-            self.dispatch(self.core.call_failed(request, STORAGE_UNREACHABLE))
+    @staticmethod
+    def new_lane() -> Lane:
+        """A lane for one connection's posts (:meth:`submit`)."""
+        return Lane()
+
+    def _answer(
+        self, request: PostCall | DirectCall, result: Any, error: BaseException | None
+    ) -> None:
+        """Dispatch the outcome of a submitted post (called as its reply is read)."""
+        try:
+            if error is None:
+                self.dispatch(self._posted(request, result))
+            elif isinstance(error, Exception):
+                if isinstance(error, UNREACHABLE):
+                    self._outage(error)
+                else:
+                    logger.error("post failed in redis: %r", error)
+                self.dispatch(self.core.call_failed(request, STORAGE_UNREACHABLE))
+        except Exception:  # one bad outcome must not keep the batch's others from theirs
+            logger.exception("dispatching the outcome of a post failed")
 
     def dispatch(self, actions: Iterable[Action]) -> None:
         """Perform ``actions`` now; run their calls in the background."""
@@ -319,7 +332,7 @@ class RedisEngine:
             return self._room_command(
                 "direct", message.room, args, extra_key=f"dm:{message.user}\n{message.id}"
             )
-        emotion = "" if message.emotion is None else json.dumps(message.emotion.to_json())
+        emotion = "" if message.emotion is None else _emotion_json(tail)
         args = (message.user, message.id, head, tail, self.history_keep, call.conn, emotion)
         return self._room_command("post", message.room, args)
 
@@ -690,6 +703,61 @@ class RedisEngine:
             logger.error("redis engine task failed", exc_info=task.exception())
 
 
+class Lane:
+    """One connection's posts out to Redis (:meth:`RedisEngine.submit`)."""
+
+    __slots__ = ("_idle", "out", "turn")
+
+    def __init__(self) -> None:
+        self.out = 0  # posts submitted and not yet answered
+        self.turn = -1  # the engine's flushes when the last was submitted
+        self._idle: asyncio.Future[None] | None = None
+
+    async def answered(self) -> None:
+        """Return once every post submitted on this lane has its answer."""
+        while self.out:
+            if self._idle is None:
+                self._idle = asyncio.get_running_loop().create_future()
+            await asyncio.shield(self._idle)
+
+    def _one_answered(self) -> None:
+        self.out -= 1
+        if not self.out and self._idle is not None:
+            self._idle.set_result(None)
+            self._idle = None
+
+
+class _Answer:
+    """Where a submitted post's reply goes: to the engine's outcome at once.
+
+    Stands in for the :class:`asyncio.Future` of other calls (``done``,
+    ``set_result``, ``set_exception``), without the loop turn a future's
+    callback would take for each message.
+    """
+
+    __slots__ = ("_done", "_engine", "_lane", "_request")
+
+    def __init__(self, engine: RedisEngine, request: PostCall | DirectCall, lane: Lane) -> None:
+        self._engine, self._request, self._lane = engine, request, lane
+        self._done = False
+
+    def done(self) -> bool:
+        return self._done
+
+    def set_result(self, result: Any) -> None:
+        self._finish(result, None)
+
+    def set_exception(self, error: BaseException) -> None:
+        self._finish(None, error)
+
+    def _finish(self, result: Any, error: BaseException | None) -> None:
+        if self._done:
+            return
+        self._done = True
+        self._lane._one_answered()
+        self._engine._answer(self._request, result, error)
+
+
 def _batches(calls: list[_Pending]) -> Iterable[list[_Pending]]:
     """``calls`` cut into pipelines of about :data:`MAX_PIPELINE`, never inside a lane.
 
@@ -719,6 +787,15 @@ def _split_frame(message: ChatMessage) -> tuple[str, str]:
     # Strings in the frame are JSON-escaped, so the first unescaped marker is the field.
     head, _, tail = frame.partition(marker)
     return head + ',"seq":', "," + tail
+
+
+def _emotion_json(tail: str) -> str:
+    """The ``emotion`` object as the chat frame's ``tail`` (:func:`_split_frame`) holds it.
+
+    Sliced rather than encoded again; like ``seq``, the field is found by
+    its unescaped marker, and ``"action"`` follows it (:func:`protocol.chat_frame`).
+    """
+    return tail.partition(',"emotion":')[2].partition(',"action":')[0]
 
 
 def _message(frame: str) -> ChatMessage:

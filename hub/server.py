@@ -71,7 +71,7 @@ from .rooms import Action, Broadcast, Client, Close, Hub, Reply, TokenBucket
 from .storage import HISTORY_KEEP, MemoryStore, SqliteStore, Store
 
 if TYPE_CHECKING:
-    from .redis_engine import RedisEngine
+    from .redis_engine import Lane, RedisEngine
 
 __all__ = ["HubConfig", "IpGate", "RunningHub", "serve_hub"]
 
@@ -91,8 +91,6 @@ MAX_CONNECTIONS_PER_IP = 32
 IP_LIMIT_EXEMPT = ("127.0.0.0/8", "::1/128")
 PING_INTERVAL = 20.0
 PING_TIMEOUT = 20.0
-#: Posts one connection may have out to Redis at once before it waits for answers.
-MAX_POSTS_IN_FLIGHT = 64
 
 
 @dataclasses.dataclass(frozen=True)
@@ -209,10 +207,7 @@ class _Link:
     frames_in: int = 0
     pending: list[bytes] = dataclasses.field(default_factory=list)
     pending_bytes: int = 0
-    #: Posts submitted to the Redis engine and not yet answered, and the
-    #: engine's :attr:`~hub.redis_engine.RedisEngine.flushes` when submitted.
-    posts: list[asyncio.Future[Any]] = dataclasses.field(default_factory=list)
-    posts_turn: int = -1
+    lane: Lane | None = None  # its posts out to Redis (a --redis hub)
 
     def backlog(self) -> int:
         """Bytes written for this peer that it has not taken yet, as far as we know."""
@@ -345,7 +340,7 @@ class RunningHub:
         return connection.respond(200, "ok\n")
 
     async def _handle(self, ws: ServerConnection) -> None:
-        link = _Link(ws)
+        link = _Link(ws, lane=None if self.engine is None else self.engine.new_lane())
         self.open_connections += 1
         client = self.core.connect(time.time(), handle=link)
         keepalive = self._spawn(self._keepalive(client))
@@ -364,8 +359,8 @@ class RunningHub:
                     actions = self.core.receive_binary(client)
                 if self.engine is None:
                     self._perform(actions)
-                elif (post := _post_of(actions)) is not None:
-                    await self._submit(link, post)
+                elif (post := _post_of(actions)) is not None and link.lane is not None:
+                    await self.engine.submit(post, link.lane)
                 else:
                     # One call at a time per connection: its frames keep their order.
                     await self._posts_answered(link)
@@ -386,29 +381,10 @@ class RunningHub:
                 ws.close_reason,
             )
 
-    async def _submit(self, link: _Link, post: PostCall | DirectCall) -> None:
-        """Send ``post`` to Redis without waiting for the answer to earlier ones.
-
-        A burst of messages from one client then costs one round trip, one
-        write to Redis and one write of acks back, not one each. Posts sent
-        in one loop turn travel in one write, in order; a later one waits
-        for them (:meth:`RedisEngine.submit`), so Redis stores every
-        connection's messages in the order it sent them.
-        """
-        assert self.engine is not None
-        if link.posts and (
-            link.posts_turn != self.engine.flushes or len(link.posts) >= MAX_POSTS_IN_FLIGHT
-        ):
-            await self._posts_answered(link)
-        link.posts.append(self.engine.submit(post, lane=link))
-        link.posts_turn = self.engine.flushes
-
     async def _posts_answered(self, link: _Link) -> None:
-        """Wait until every post ``link`` has out is answered (the engine performs the outcome)."""
-        posts, link.posts = link.posts, []
-        for post in posts:
-            with contextlib.suppress(Exception):  # the client was told; see RedisEngine.submit
-                await post
+        """Wait for the answers to ``link``'s posts out to Redis: its next call goes after them."""
+        if link.lane is not None and link.lane.out:
+            await link.lane.answered()
 
     async def _carry_out(self, actions: Iterable[Action]) -> None:
         """Perform ``actions``, waiting for each engine call and then its outcome."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -17,6 +18,8 @@ from typing import Any
 
 import pytest
 from hub_fixtures import REPO, Peer, free_port, hub
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from redis_fixtures import Hubs, RedisServer, member, messages, no_more_messages, redis_server
 
 from hub import protocol
@@ -425,3 +428,23 @@ async def test_a_packed_batch_gets_each_reply_in_order_with_errors_in_place(
         assert await send_packed(pool, [("PING",)]) == ["PONG"]  # the connection is reusable
     finally:
         await pool.aclose()
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    text=st.text(alphabet=st.sampled_from('ab ,:"{}\\\u00e9'), max_size=40) | st.text(max_size=40),
+    user=st.text(alphabet=st.sampled_from('ab,:"{}'), min_size=1, max_size=12),
+    label=st.sampled_from(protocol.LABELS),
+    confidence=st.floats(0.0, 1.0),
+    picked=st.booleans(),
+)
+def test_the_emotion_sliced_from_a_chat_frame_is_the_messages_whatever_its_strings(
+    text: str, user: str, label: str, confidence: float, picked: bool
+) -> None:
+    # The post script keeps the sender's emotion from this slice, not a second encoding.
+    from hub.redis_engine import _emotion_json, _split_frame
+
+    emotion = protocol.Emotion(label, confidence, picked=picked)
+    message = protocol.ChatMessage("lobby", 0, 'x,"emotion":1', user, text, emotion, 1.0)
+    _, tail = _split_frame(message)
+    assert json.loads(_emotion_json(tail)) == emotion.to_json()
