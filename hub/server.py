@@ -362,7 +362,8 @@ class RunningHub:
                 elif (post := _post_of(actions)) is not None and link.lane is not None:
                     await self.engine.submit(post, link.lane)
                 else:
-                    # One call at a time per connection: its frames keep their order.
+                    # Any other call waits for the posts before it, and is waited
+                    # for: a connection's frames keep their order.
                     await self._posts_answered(link)
                     await self._carry_out(actions)
         except ConnectionClosed:
