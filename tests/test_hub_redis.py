@@ -448,3 +448,24 @@ def test_the_emotion_sliced_from_a_chat_frame_is_the_messages_whatever_its_strin
     message = protocol.ChatMessage("lobby", 0, 'x,"emotion":1', user, text, emotion, 1.0)
     _, tail = _split_frame(message)
     assert json.loads(_emotion_json(tail)) == emotion.to_json()
+
+
+@settings(max_examples=200, deadline=None)
+@given(runs=st.lists(st.integers(1, 150), max_size=12), unordered=st.integers(0, 100))
+def test_pipelines_are_cut_only_between_one_connections_run_of_posts(
+    runs: list[int], unordered: int
+) -> None:
+    # A lane's posts of one loop turn must reach Redis in one write to be stored in order.
+    from hub.redis_engine import MAX_PIPELINE, Lane, _batches
+
+    calls: list[Any] = [("k", (), None, 0, None) for _ in range(unordered)]
+    for length in runs:
+        lane = Lane()
+        calls += [("k", (), None, 0, lane) for _ in range(length)]
+    batches = list(_batches(calls))
+    assert [call for batch in batches for call in batch] == calls
+    lanes = [{id(call[4]) for call in batch if call[4] is not None} for batch in batches]
+    for i, batch in enumerate(batches):
+        assert not any(lanes[i] & later for later in lanes[i + 1 :])  # a lane in one batch
+        if i < len(batches) - 1:
+            assert len(batch) >= MAX_PIPELINE  # cut only once a batch is full
