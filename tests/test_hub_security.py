@@ -105,6 +105,28 @@ def test_neutralize_leaves_nothing_refused_and_clean_text_alone(value: str) -> N
         assert all(a == b or b == "\ufffd" for a, b in zip(value, inert, strict=True))
 
 
+def test_the_ascii_shortcut_finds_exactly_what_the_scan_finds_in_every_code_point() -> None:
+    # inert_chat_frame checks an ASCII frame by str.isprintable instead of the regex.
+    for point in range(sys.maxunicode + 1):
+        frame = f'{{"text":"a{chr(point)}b"}}'
+        scanned = protocol._REFUSED_RAW.search(frame) is None
+        assert protocol._has_no_refused_code_point(frame) == scanned, hex(point)
+
+
+@given(
+    st.text(st.characters(), max_size=60) | st.text(st.sampled_from('a"\\u0019\x7f'), max_size=40)
+)
+def test_inert_chat_frame_passes_a_frame_on_only_when_nothing_refused_is_in_it(value: str) -> None:
+    frame = json.dumps({"type": "message", "text": value}, ensure_ascii=False)
+    for raw in (frame, json.dumps({"type": "message", "text": value})):  # raw and \u-escaped
+        clean = protocol._REFUSED_RAW.search(raw) is None and (
+            protocol._REFUSED_ESCAPED.search(raw) is None
+        )
+        assert protocol._has_no_refused_code_point(raw) == clean
+        if clean:
+            assert protocol.inert_chat_frame(raw) is raw
+
+
 def test_the_issues_escapes_are_refused_in_every_field() -> None:
     for attack in ATTACKS:
         for field in ("text", "id", "room", "user", "session", "token"):
