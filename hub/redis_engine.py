@@ -57,11 +57,11 @@ from .cluster import (
     parse_members,
 )
 from .protocol import ChatMessage
-from .redis_nodes import RedisNodes, read_replies, redacted, send_packed
-from .redis_scripts import hub_key, hubs_base, room_base, room_key, scripts
+from .redis_nodes import RedisNodes, read_replies, redacted
+from .redis_scripts import Script, hub_key, hubs_base, room_base, room_key, scripts
 from .rooms import Action
 
-__all__ = ["HEARTBEAT", "Lane", "RedisEngine", "new_hub_id", "room_key"]
+__all__ = ["HEARTBEAT", "Lane", "RedisEngine", "new_hub_id", "room_command", "room_key"]
 
 logger = logging.getLogger("hub.redis")
 
@@ -69,8 +69,9 @@ logger = logging.getLogger("hub.redis")
 #: whose beat has been gone for as long again is removed from presence.
 HEARTBEAT: float = 1.0
 HEARTBEAT_TTL_BEATS: int = 3
-#: Connections to each Redis server per hub, pub/sub included; calls beyond wait.
-REDIS_CONNECTIONS: int = 32
+#: Connections a hub may hold to each Redis server: it uses two, the one all its
+#: calls share (:class:`~hub.redis_nodes.Multiplexed`) and its subscription.
+REDIS_CONNECTIONS: int = 8
 #: Scripts sent in one pipeline, beyond which a batch is cut (between lanes only).
 MAX_PIPELINE: int = 64
 #: Posts one connection may have out to Redis at once before it waits for answers.
@@ -232,20 +233,26 @@ class RedisEngine:
                 self._leaves.append(request)
             return self.core.call_failed(request, STORAGE_UNREACHABLE)
 
-    async def submit(self, request: PostCall | DirectCall, lane: Lane) -> None:
+    def must_wait(self, lane: Lane) -> bool:
+        """True if ``lane`` must await :meth:`Lane.answered` before its next :meth:`submit`."""
+        return lane.out != 0 and (lane.turn != self.flushes or lane.out >= MAX_POSTS_IN_FLIGHT)
+
+    def submit(self, request: PostCall | DirectCall, lane: Lane) -> None:
         """Send ``request`` on ``lane`` (one per connection) without waiting for its answer.
 
         A burst of one client's messages then costs one round trip, one write
         to Redis and one write of acks back, not one each. The posts a lane
         submits in one loop turn go to Redis in one write, in order, and Redis
         stores them in it; one in a later turn first waits for those the lane
-        has out (:meth:`Lane.answered`), since two writes on two pooled
-        connections may run in either order. Await :meth:`Lane.answered`
-        before any other call for the connection, too. The outcome (a resend's
-        ack, a refusal, an outage) is dispatched when the answer comes.
+        has out, since one of those may yet be sent again (a cluster's
+        redirection, a server's lost scripts) and stored after it: call only
+        when :meth:`must_wait` is false, and await
+        :meth:`Lane.answered` before any other call for the connection, too.
+        The outcome (a resend's ack, a refusal, an outage) is dispatched when
+        the answer comes.
         """
-        if lane.out and (lane.turn != self.flushes or lane.out >= MAX_POSTS_IN_FLIGHT):
-            await lane.answered()
+        if self.must_wait(lane):
+            raise RuntimeError("the lane has posts of an earlier loop turn out; await answered()")
         key, command = self._post_command(request)
         lane.out += 1
         lane.turn = self.flushes
@@ -366,11 +373,7 @@ class RedisEngine:
         self, script: str, room: str, args: tuple[Any, ...], extra_key: str = ""
     ) -> tuple[str, tuple[Any, ...]]:
         """The key and ``EVALSHA`` command that run the room script ``script`` on ``room``."""
-        known = self._scripts[script]
-        base, keys = _room_keys(self.prefix, room, known.keys)
-        if extra_key:
-            keys = (*keys, base + extra_key)
-        return keys[0], ("EVALSHA", known.sha, len(keys), *keys, base, *args)
+        return room_command(self._scripts[script], self.prefix, room, args, extra_key)
 
     async def _hubs(self, script: str, hub: str, *args: Any) -> Any:
         """Run the registry script ``script`` about ``hub`` (its ``ARGV[1]``) with ``args``."""
@@ -383,9 +386,10 @@ class RedisEngine:
     async def _call(self, key: str, *command: Any) -> Any:
         """Run ``command`` (about ``key``), pipelined with the other calls of this loop turn.
 
-        N scripts sent as one packed write (:func:`send_packed`) cost the hub
-        a small fraction of the CPU of N separate redis-py calls, and one round
-        trip instead of N (``bench/redis_pipeline_bench.py``).
+        N scripts sent as one packed write on the server's one shared
+        connection (:class:`~hub.redis_nodes.Multiplexed`) cost the hub a small
+        fraction of the CPU of N separate redis-py calls, and one round trip
+        instead of N (``bench/redis_pipeline_bench.py``).
         """
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._enqueue((key, command, future, 0, None))
@@ -402,9 +406,12 @@ class RedisEngine:
         self.flushes += 1
         queue, self._queue = self._queue, []
         by_server: dict[int, tuple[aioredis.ConnectionPool, list[_Pending]]] = {}
-        for pending in queue:
-            pool = self.nodes.pool(pending[0])
-            by_server.setdefault(id(pool), (pool, []))[1].append(pending)
+        if not self.nodes.is_cluster:
+            by_server[0] = (self.nodes.pool(""), queue)
+        else:
+            for pending in queue:
+                pool = self.nodes.pool(pending[0])
+                by_server.setdefault(id(pool), (pool, []))[1].append(pending)
         for pool, calls in by_server.values():
             for batch in _batches(calls):
                 self._spawn(self._send_batch(pool, batch))
@@ -482,11 +489,12 @@ class RedisEngine:
         self, pool: aioredis.ConnectionPool, commands: list[tuple[Any, ...]]
     ) -> list[Any]:
         """Send ``commands`` in one write; load the scripts once if the server lost them."""
-        results = await send_packed(pool, commands)
+        link = self.nodes.link(pool)
+        results = await link.call(commands)
         if any(isinstance(r, NoScriptError) for r in results):
             # A restarted (or newly added) server has an empty script cache.
-            await send_packed(pool, [("SCRIPT", "LOAD", s.source) for s in self._scripts.values()])
-            results = await send_packed(pool, commands)
+            await link.call([("SCRIPT", "LOAD", s.source) for s in self._scripts.values()])
+            results = await link.call(commands)
         return results
 
     # --- subscription ------------------------------------------------------------
@@ -745,7 +753,13 @@ class _Answer:
         return self._done
 
     def set_result(self, result: Any) -> None:
-        self._finish(result, None)
+        if not self._done and isinstance(result, list) and result and result[0] == "ok":
+            # Stored (or handed on) as new: its event is the sender's ack, and
+            # the core has nothing to do (post_done, direct_done).
+            self._done = True
+            self._lane._one_answered()
+        else:
+            self._finish(result, None)
 
     def set_exception(self, error: BaseException) -> None:
         self._finish(None, error)
@@ -771,6 +785,21 @@ def _batches(calls: list[_Pending]) -> Iterable[list[_Pending]]:
             yield calls[start:end]
             start = end
     yield calls[start:]
+
+
+def room_command(
+    script: Script, prefix: str, room: str, args: tuple[Any, ...], extra_key: str = ""
+) -> tuple[str, tuple[Any, ...]]:
+    """The first key and the ``EVALSHA`` command that run ``script`` on ``room`` with ``args``.
+
+    The script gets its keys as ``KEYS`` (all in the room's slot) and the
+    room's key prefix as ``ARGV[1]``, before ``args``; ``extra_key`` is one
+    more key under that prefix.
+    """
+    base, keys = _room_keys(prefix, room, script.keys)
+    if extra_key:
+        keys = (*keys, base + extra_key)
+    return keys[0], ("EVALSHA", script.sha, len(keys), *keys, base, *args)
 
 
 @functools.lru_cache(maxsize=4096)

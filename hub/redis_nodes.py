@@ -5,13 +5,16 @@ a seed list of cluster nodes in one URL (``redis://HOST:7000,HOST:7001``).
 A single URL whose server runs with ``cluster-enabled yes`` is a cluster too:
 :meth:`RedisNodes.connect` asks. On a cluster, redis-py's ``RedisCluster``
 keeps the slot map; commands still go out as packed writes on a pool per
-node (:func:`send_packed`), since per-command objects cost the hub more CPU
-than the rest of a delivery.
+node, since per-command objects cost the hub more CPU than the rest of a
+delivery: :class:`Multiplexed`, one connection per server that every call
+shares.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
@@ -22,13 +25,20 @@ from redis.asyncio.cluster import ClusterNode
 from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import ConnectionError, ResponseError
+from redis.exceptions import ConnectionError
 
-__all__ = ["POOL_WAIT", "RedisNodes", "read_replies", "redacted", "send_packed", "split_seeds"]
+__all__ = [
+    "POOL_WAIT",
+    "Multiplexed",
+    "RedisNodes",
+    "read_replies",
+    "redacted",
+    "split_seeds",
+]
 
 #: Seconds a call may wait for a free connection before it counts as a failure.
 POOL_WAIT: float = 30.0
-#: Bytes asked of the socket per read in :func:`read_replies`.
+#: Bytes asked of the socket per read (:func:`read_replies`, :class:`Multiplexed`).
 READ_SIZE: int = 65536
 #: What redis-py's ``hiredis.Reader`` returns for "no complete reply yet"
 #: (``False``, hiredis' default, where redis-py sets none).
@@ -88,6 +98,7 @@ class RedisNodes:
         self.sharded = False
         self._single = self._new_pool(aioredis.BlockingConnectionPool.from_url, self._first)
         self._pools: dict[str, aioredis.ConnectionPool] = {}  # node name -> pool
+        self._links: dict[int, Multiplexed] = {}  # id(pool) -> its shared connection
         self._refreshing: asyncio.Task[None] | None = None
 
     def _new_pool(self, make: Any, *args: Any, **kwargs: Any) -> aioredis.ConnectionPool:
@@ -125,6 +136,13 @@ class RedisNodes:
         slot = self.cluster.keyslot(key)
         return self._pool_of(self.cluster.nodes_manager.get_node_from_slot(slot))
 
+    def link(self, pool: aioredis.ConnectionPool) -> Multiplexed:
+        """The connection every call to ``pool``'s server shares (:class:`Multiplexed`)."""
+        link = self._links.get(id(pool))
+        if link is None:
+            link = self._links[id(pool)] = Multiplexed(pool, self._options["socket_timeout"])
+        return link
+
     def pool_at(self, host: str, port: int) -> aioredis.ConnectionPool:
         """The pool of the node at ``host:port`` (an ``ASK`` redirection's target)."""
         if self.cluster is None:
@@ -152,6 +170,8 @@ class RedisNodes:
         await asyncio.shield(self._refreshing)
 
     async def aclose(self) -> None:
+        for link in self._links.values():
+            await link.aclose()
         pools = [self._single, *self._pools.values()]
         for pool in pools:
             await pool.aclose()
@@ -163,40 +183,143 @@ def _major(info: dict[str, Any]) -> int:
     return int(str(info.get("redis_version", "0")).split(".")[0])
 
 
-async def send_packed(
-    pool: aioredis.ConnectionPool, commands: Sequence[tuple[Any, ...]]
-) -> list[Any]:
-    """Send ``commands`` as one write on one pooled connection; their replies in order.
+class Multiplexed:
+    """One connection to one Redis server that carries the hub's calls to it, pipelined.
 
-    Packed by hiredis (C) into one buffer and read back reply by reply:
-    redis-py's ``Pipeline`` builds a command object per call and packs it in
-    Python, which measured as about half the hub's CPU per message
-    (``bench/redis_pipeline_bench.py`` compares the two). An error reply
-    becomes that command's result, as ``raise_on_error=False`` would; a
-    broken connection fails the whole batch.
+    :meth:`call` packs a batch of commands (hiredis, in C) and writes it at
+    once, without waiting for the batches before it; one reader task hands
+    each batch its replies as they complete, in the order the batches were
+    written, which is the order Redis runs them in. Against a pooled
+    connection per batch this saves taking and returning
+    the connection, its timers and redis-py's reply machinery for each batch
+    (``bench/redis_pipeline_bench.py`` compares the two).
+
+    An error reply becomes its command's result. A broken connection, or one
+    that leaves a batch unanswered for ``timeout`` seconds, fails every batch
+    written on it; the next call opens a new one.
     """
-    if not commands:
-        return []
-    packed = b"".join(hiredis.pack_command(command) for command in commands)
-    conn = await pool.get_connection()
-    try:
-        await conn.send_packed_command(packed, check_health=False)
-        # The first reply waits under the socket timeout (redis-py's read);
-        # the rest follow it in the same write, read as they complete.
-        results: list[Any] = []
+
+    def __init__(self, pool: aioredis.ConnectionPool, timeout: float) -> None:
+        self._pool = pool
+        self._timeout = timeout
+        self._conn: AbstractConnection | None = None
+        self._opening: asyncio.Task[AbstractConnection] | None = None
+        self._reader: asyncio.Task[None] | None = None
+        # Batches written and not yet answered: size, replies so far, where they
+        # go, when written.
+        self._waiting: deque[tuple[int, list[Any], asyncio.Future[list[Any]], float]] = deque()
+        self._watchdog: asyncio.TimerHandle | None = None
+        self._expired = False  # the reader was stopped for an overdue batch
+
+    async def call(self, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
+        """Send ``commands`` in one write; return their replies, in order."""
+        if not commands:
+            return []
+        conn = self._conn
+        if conn is None:
+            conn = await self._open()
+        writer = conn._writer
+        if conn is not self._conn or writer is None:  # lost while this call waited to open it
+            raise ConnectionError("the connection to redis was lost")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[list[Any]] = loop.create_future()
+        self._waiting.append((len(commands), [], future, loop.time()))
+        writer.write(b"".join(hiredis.pack_command(command) for command in commands))
+        if self._watchdog is None:
+            self._watchdog = loop.call_later(self._timeout, self._watch)
+        return await future
+
+    def _watch(self) -> None:
+        """Stop the reader if the oldest batch is overdue; else look again when it would be."""
+        self._watchdog = None
+        if not self._waiting or self._reader is None:
+            return
+        overdue = self._waiting[0][3] + self._timeout - asyncio.get_running_loop().time()
+        if overdue <= 0:
+            self._expired = True
+            self._reader.cancel()
+        else:
+            self._watchdog = asyncio.get_running_loop().call_later(overdue, self._watch)
+
+    async def _open(self) -> AbstractConnection:
+        # One opening at a time: callers that wait for it write in the order they came.
+        if self._opening is None:
+            self._opening = asyncio.ensure_future(self._connect())
+        opening = self._opening
         try:
-            results.append(await conn.read_response())
-        except ResponseError as exc:
-            results.append(exc)
-        if len(commands) > 1:
-            try:
-                await _read(conn, results, len(commands))
-            except BaseException:
-                await conn.disconnect(nowait=True)  # half read: unfit for the next batch
+            return await asyncio.shield(opening)
+        finally:
+            if opening.done() and self._opening is opening:
+                self._opening = None
+
+    async def _connect(self) -> AbstractConnection:
+        conn = await self._pool.get_connection()
+        self._conn = conn
+        self._reader = asyncio.ensure_future(self._read_forever(conn))
+        return conn
+
+    async def _read_forever(self, conn: AbstractConnection) -> None:
+        """Hand each written batch its replies; on any failure, fail them all."""
+        parser, stream = conn._parser, conn._reader
+        reader = getattr(parser, "_reader", None)
+        try:
+            if stream is None or reader is None:
+                raise ConnectionError("the connection to redis is closed")
+            while True:
+                data = await stream.read(READ_SIZE)
+                if not data:
+                    raise ConnectionError("redis closed the connection")
+                reader.feed(data)
+                self._hand_out(reader)
+        except asyncio.CancelledError:
+            if not self._expired:
+                await self._drop(conn, ConnectionError("the connection to redis was closed"))
                 raise
-    finally:
-        await pool.release(conn)
-    return results
+            timeout = f"redis did not answer within {self._timeout:g} s"
+            await self._drop(conn, asyncio.TimeoutError(timeout))
+        except Exception as exc:
+            await self._drop(conn, exc)
+
+    def _hand_out(self, reader: Any) -> None:
+        waiting = self._waiting
+        while True:
+            reply = reader.gets()
+            if reply is _NOT_ENOUGH_DATA:
+                return
+            if isinstance(reply, ConnectionError):
+                raise reply
+            if not waiting:
+                raise ConnectionError("redis sent a reply nobody asked for")
+            size, replies, future, _ = waiting[0]
+            replies.append(reply)
+            if len(replies) == size:
+                waiting.popleft()
+                if not future.done():
+                    future.set_result(replies)
+
+    async def _drop(self, conn: AbstractConnection, error: Exception) -> None:
+        if self._conn is conn:
+            self._conn = None
+        self._expired = False
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
+        waiting, self._waiting = self._waiting, deque()
+        for _, _, future, _ in waiting:
+            if not future.done():
+                future.set_exception(error)
+        with contextlib.suppress(Exception):
+            await conn.disconnect(nowait=True)
+        with contextlib.suppress(Exception):
+            await self._pool.release(conn)
+
+    async def aclose(self) -> None:
+        """Fail what is unanswered and give the connection back to its pool."""
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+            self._reader = None
 
 
 async def read_replies(conn: AbstractConnection) -> list[Any]:

@@ -360,7 +360,9 @@ class RunningHub:
                 if self.engine is None:
                     self._perform(actions)
                 elif (post := _post_of(actions)) is not None and link.lane is not None:
-                    await self.engine.submit(post, link.lane)
+                    if self.engine.must_wait(link.lane):
+                        await link.lane.answered()
+                    self.engine.submit(post, link.lane)
                 else:
                     # Any other call waits for the posts before it, and is waited
                     # for: a connection's frames keep their order.

@@ -406,27 +406,64 @@ async def test_a_subscription_reads_every_event_whole_and_in_order_then_its_clos
         await client.aclose()
 
 
-async def test_a_packed_batch_gets_each_reply_in_order_with_errors_in_place(
+async def test_a_multiplexed_batch_gets_each_reply_in_order_with_errors_in_place(
     redis: RedisServer,
 ) -> None:
     import redis.asyncio as aioredis
     from redis.exceptions import ResponseError
 
-    from hub.redis_nodes import READ_SIZE, send_packed
+    from hub.redis_nodes import READ_SIZE, Multiplexed
 
     pool = aioredis.ConnectionPool.from_url(redis.url, decode_responses=True)
+    link = Multiplexed(pool, timeout=5.0)
     try:
         value = "v" * 1000
         # Replies that span several socket reads, an error reply mid-batch.
         gets = [("GET", "a")] * (3 * READ_SIZE // len(value))
         commands = [("SET", "a", value), ("INCR", "a"), *gets, ("STRLEN", "a")]
-        results = await send_packed(pool, commands)
+        results = await link.call(commands)
         assert results[0] == "OK"
         assert isinstance(results[1], ResponseError)
         assert results[2:-1] == [value] * len(gets)
         assert results[-1] == len(value)
-        assert await send_packed(pool, [("PING",)]) == ["PONG"]  # the connection is reusable
+        # Batches written without waiting for each other: each gets its own replies.
+        batches = [[("INCR", "n")] * k + [("ECHO", f"end{k}")] for k in range(1, 40)]
+        answers = await asyncio.gather(*(link.call(batch) for batch in batches))
+        counted = [n for answer in answers for n in answer[:-1]]
+        assert counted == list(range(1, len(counted) + 1))
+        assert [answer[-1] for answer in answers] == [f"end{k}" for k in range(1, 40)]
     finally:
+        await link.aclose()
+        await pool.aclose()
+
+
+async def test_a_lost_or_silent_multiplexed_connection_fails_its_calls_and_the_next_reconnects(
+    redis: RedisServer,
+) -> None:
+    import redis.asyncio as aioredis
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    from hub.redis_nodes import Multiplexed
+
+    pool = aioredis.ConnectionPool.from_url(redis.url, decode_responses=True)
+    admin = aioredis.Redis.from_url(redis.url, decode_responses=True)
+    link = Multiplexed(pool, timeout=0.5)
+    try:
+        (conn_id,) = await link.call([("CLIENT", "ID")])
+        # Killed by the server while a call waits on it (BLPOP holds the reply).
+        waiting = asyncio.ensure_future(link.call([("BLPOP", "never", "3")]))
+        await asyncio.sleep(0.1)
+        assert await admin.execute_command("CLIENT", "KILL", "ID", conn_id) == 1
+        with pytest.raises(RedisConnectionError):
+            await asyncio.wait_for(waiting, 5)
+        assert await link.call([("PING",)]) == ["PONG"]
+        # Silent for longer than the timeout: the call fails, the next one goes through.
+        with pytest.raises(asyncio.TimeoutError):
+            await link.call([("BLPOP", "never", "2")])
+        assert await link.call([("ECHO", "back")]) == ["back"]
+    finally:
+        await link.aclose()
+        await admin.aclose()
         await pool.aclose()
 
 
