@@ -10,6 +10,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -126,7 +127,12 @@ def free_port() -> int:
 
 
 def start_hub_process(*args: str) -> tuple[subprocess.Popen[str], str]:
-    """Run ``python -m hub --port 0 ...``; return the process and its URL."""
+    """Run ``python -m hub --port 0 ...``; return the process and its URL.
+
+    What the hub writes after its first line is copied to this process's
+    stderr as it comes (pytest shows it with a failing test): a pipe nobody
+    reads would stop the hub at its next log line once 64 KB had piled up.
+    """
     env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1")
     proc = subprocess.Popen(
         [sys.executable, "-m", "hub", "--host", "127.0.0.1", "--port", "0", *args],
@@ -136,11 +142,16 @@ def start_hub_process(*args: str) -> tuple[subprocess.Popen[str], str]:
         env=env,
         cwd=REPO,
     )
-    assert proc.stdout is not None
+    assert proc.stdout is not None and proc.stderr is not None
     line = proc.stdout.readline()  # "fer-hub listening on ws://..."; bounded by test timeout
     if "listening on" not in line:
         proc.kill()
-        raise AssertionError(
-            f"hub did not start: {line!r} {proc.stderr.read() if proc.stderr else ''}"
-        )
+        raise AssertionError(f"hub did not start: {line!r} {proc.stderr.read()}")
+    for stream in (proc.stdout, proc.stderr):
+        threading.Thread(target=_copy_lines, args=(stream, proc.pid), daemon=True).start()
     return proc, line.rsplit(" ", 1)[1].strip()
+
+
+def _copy_lines(stream: Any, pid: int) -> None:
+    for line in stream:
+        sys.stderr.write(f"[hub {pid}] {line}")

@@ -309,7 +309,13 @@ async def test_hubs_carry_on_after_a_primary_fails_over_to_its_replica(
                 later = [f["id"] for f in await ana.drain(1.0) if f["type"] == "message"]
                 got = [f["id"] for f in await bo.drain(0.5) if f["type"] == "message"]
                 assert got == [acked, *later]
+                # bo's hub found the new primary too (it delivered ana's posts):
+                # bo's own post is acked, and reaches ana through hers.
                 await bo.say("bo-too")
+                ack = await bo.recv(10)
+                while ack["type"] not in ("message", "error"):
+                    ack = await bo.recv(10)
+                assert (ack["type"], ack.get("id")) == ("message", "bo-too"), ack
                 assert [m["id"] for m in await messages(ana, 1)] == ["bo-too"]
                 async with asyncio.timeout(10):  # both beat again: healthy for the balancer
                     while not all(
