@@ -22,6 +22,7 @@ import contextlib
 import functools
 import json
 import logging
+import math
 import secrets
 import time
 from collections.abc import Callable, Iterable
@@ -83,6 +84,12 @@ DIRECT_DEDUP_SECONDS: int = 3600
 MAX_REDIRECTS: int = 40
 #: Seconds before a call retries after ``TRYAGAIN`` (a slot half migrated).
 TRY_AGAIN_PAUSE: float = 0.05
+#: Seconds before a call retries after ``CLUSTERDOWN`` (a primary failing over):
+#: ``MAX_REDIRECTS`` of them ride out an election of a few seconds.
+CLUSTER_DOWN_PAUSE: float = 0.1
+#: Least seconds between two reads of a cluster's slot map after calls to a node
+#: failed: the node may be dead and its slots served by a promoted replica.
+MAP_REREAD_PAUSE: float = 0.5
 #: Errors that mean "Redis is unreachable or failed", not "the script refused".
 UNREACHABLE = (RedisError, OSError, asyncio.TimeoutError)
 #: Error replies that mean "ask another node", on a cluster.
@@ -149,6 +156,7 @@ class RedisEngine:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._leaves: list[LeaveCall] = []  # to retry when Redis is back
         self._down_since: float | None = None
+        self._map_reread_at = -math.inf
         self._closing = False
         self._queue: list[_Pending] = []
         self._flush_scheduled = False
@@ -423,6 +431,8 @@ class RedisEngine:
             if self.on_round_trip is not None:
                 self.on_round_trip(time.perf_counter() - started)
         except BaseException as exc:
+            if isinstance(exc, UNREACHABLE):
+                self._reread_map_soon()
             for pending in batch:
                 future = pending[2]
                 if not future.done():
@@ -462,7 +472,9 @@ class RedisEngine:
             for (key, command, future, tries, lane), _ in calls
         ]
         errors = [error for _, error in calls]
-        if any(isinstance(e, TryAgainError) for e in errors):
+        if any(isinstance(e, ClusterDownError) for e in errors):
+            await asyncio.sleep(CLUSTER_DOWN_PAUSE)
+        elif any(isinstance(e, TryAgainError) for e in errors):
             await asyncio.sleep(TRY_AGAIN_PAUSE)
         if any(isinstance(e, MovedError | ClusterDownError) for e in errors):
             try:
@@ -484,6 +496,28 @@ class RedisEngine:
             except Exception as exc:
                 results = [exc] * len(on_target)
             self._settle(on_target, results)
+
+    def _reread_map_soon(self) -> None:
+        """After a call failed to reach a cluster node, read the slot map again.
+
+        A dead primary's replica takes over its slots without a ``MOVED`` to
+        tell the hub: the calls to that node only fail to connect. Nothing
+        else would send a hub whose rooms are elsewhere, and whose beats go
+        there, to the new primary.
+        """
+        now = time.monotonic()
+        if (
+            not self.nodes.is_cluster
+            or self._closing
+            or now - self._map_reread_at < MAP_REREAD_PAUSE
+        ):
+            return
+        self._map_reread_at = now
+        self._spawn(self._reread_map())
+
+    async def _reread_map(self) -> None:
+        with contextlib.suppress(*UNREACHABLE):
+            await self.nodes.refresh()
 
     async def _pipeline(
         self, pool: aioredis.ConnectionPool, commands: list[tuple[Any, ...]]

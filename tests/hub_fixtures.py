@@ -147,11 +147,29 @@ def start_hub_process(*args: str) -> tuple[subprocess.Popen[str], str]:
     if "listening on" not in line:
         proc.kill()
         raise AssertionError(f"hub did not start: {line!r} {proc.stderr.read()}")
-    for stream in (proc.stdout, proc.stderr):
-        threading.Thread(target=_copy_lines, args=(stream, proc.pid), daemon=True).start()
+    lines: list[str] = []
+    copiers = [
+        threading.Thread(target=_copy_lines, args=(stream, proc.pid, lines), daemon=True)
+        for stream in (proc.stdout, proc.stderr)
+    ]
+    for copier in copiers:
+        copier.start()
+    _OUTPUT[proc.pid] = (lines, copiers)
     return proc, line.rsplit(" ", 1)[1].strip()
 
 
-def _copy_lines(stream: Any, pid: int) -> None:
+def hub_output(proc: subprocess.Popen[str]) -> str:
+    """What a hub from :func:`start_hub_process` wrote after its first line; call once it ended."""
+    lines, copiers = _OUTPUT[proc.pid]
+    for copier in copiers:
+        copier.join(10)
+    return "".join(lines)
+
+
+_OUTPUT: dict[int, tuple[list[str], list[threading.Thread]]] = {}
+
+
+def _copy_lines(stream: Any, pid: int, lines: list[str]) -> None:
     for line in stream:
+        lines.append(line)
         sys.stderr.write(f"[hub {pid}] {line}")

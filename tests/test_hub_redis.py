@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hub_fixtures import REPO, Peer, free_port, hub
+from hub_fixtures import REPO, Peer, free_port, hub, hub_output
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from redis_fixtures import Hubs, RedisServer, member, messages, no_more_messages, redis_server
@@ -224,7 +224,7 @@ async def test_hubs_ride_out_a_redis_restart_and_lose_nothing_acknowledged(
         assert [m["id"] for m in await _history(two)] == ["m0", "m1", "m2", "m3"]
     hubs.stop_all()
     for proc in hubs.procs:  # the outage and the recovery are in each hub's log
-        log = proc.stderr.read() if proc.stderr else ""
+        log = hub_output(proc)
         assert "redis unreachable (" in log and "redis is back after" in log, log
 
 

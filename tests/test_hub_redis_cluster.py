@@ -86,13 +86,23 @@ def hubs(cluster: RedisCluster) -> Iterator[Hubs]:
 
 def nodes_of(cluster: RedisCluster, rooms: tuple[str, ...]) -> set[int]:
     """The indexes of the nodes that serve ``rooms``, from each node's ``CLUSTER NODES``."""
+    return nodes_of_keys(cluster, tuple(room_key("fer:", room, "seq") for room in rooms))
+
+
+def registry_node(cluster: RedisCluster) -> int:
+    """The index of the node that holds the hub registry (every hub's beat)."""
+    (node,) = nodes_of_keys(cluster, (hubs_base("fer:"),))
+    return node
+
+
+def nodes_of_keys(cluster: RedisCluster, keys: tuple[str, ...]) -> set[int]:
     ranges = []
     for node in cluster.nodes:
         mine = next(line for line in cluster.command(node, "CLUSTER", "NODES").splitlines()
                     if "myself" in line)  # fmt: skip
         bounds = [part.partition("-") for part in mine.split()[8:]]
         ranges.append([(int(low), int(high or low)) for low, _, high in bounds])
-    slots = [key_slot(room_key("fer:", room, "seq")) for room in rooms]
+    slots = [key_slot(key) for key in keys]
     return {
         i for i, owned in enumerate(ranges) for s in slots if any(a <= s <= b for a, b in owned)
     }
@@ -279,7 +289,7 @@ async def test_hubs_carry_on_after_a_primary_fails_over_to_its_replica(
             room = "lobby"
             (primary,) = nodes_of(cluster, (room,))
         else:  # the hubs' beats fail; rooms elsewhere still work
-            (primary,) = nodes_of(cluster, (hubs_base("fer:"),))
+            primary = registry_node(cluster)
             room = next(r for r in SPREAD if nodes_of(cluster, (r,)) != {primary})
         replica = cluster.add_node(replica_of=primary)
         hubs = Hubs(cluster.seeds, "0.2")
@@ -322,5 +332,30 @@ async def test_hubs_carry_on_after_a_primary_fails_over_to_its_replica(
                         await asyncio.gather(*(asyncio.to_thread(healthy, u) for u in (one, two)))
                     ):
                         await asyncio.sleep(0.2)
+        finally:
+            hubs.stop_all()
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.slow
+async def test_an_idle_hub_finds_the_hub_registrys_new_primary_by_itself(tmp_path: Path) -> None:
+    # Only its beats go to the failed node, and they fail to connect: no call
+    # of its meets the cluster's MOVED or CLUSTERDOWN, which would have made it
+    # read the slot map again.
+    with redis_cluster(tmp_path) as cluster:
+        primary = registry_node(cluster)
+        room = next(r for r in SPREAD if nodes_of(cluster, (r,)) != {primary})
+        replica = cluster.add_node(replica_of=primary)
+        hubs = Hubs(cluster.seeds, "0.2")
+        try:
+            (one,) = hubs.start(1)
+            async with Peer.open(one) as ana:
+                await ana.join(room, "ana")
+                await fail_over(cluster, primary, replica)
+                async with asyncio.timeout(15):
+                    while not await asyncio.to_thread(healthy, one):
+                        await asyncio.sleep(0.2)
+                await ana.say("still-here")
+                assert [m["id"] for m in await messages(ana, 1)] == ["still-here"]
         finally:
             hubs.stop_all()
