@@ -12,7 +12,7 @@ import contextlib
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 from redis_fixtures import Hubs, RedisServer, member, messages, no_more_messages, redis_server
 
 from hub import protocol
+from hub.redis_nodes import READ_SIZE, Multiplexed
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.slow]
 
@@ -406,17 +407,26 @@ async def test_a_subscription_reads_every_event_whole_and_in_order_then_its_clos
         await client.aclose()
 
 
+@contextlib.asynccontextmanager
+async def multiplexed(redis: RedisServer, timeout: float) -> AsyncIterator[Multiplexed]:
+    """The hub's shared connection to ``redis``, closed with its pool afterwards."""
+    import redis.asyncio as aioredis
+
+    pool = aioredis.ConnectionPool.from_url(redis.url, decode_responses=True)
+    link = Multiplexed(pool, timeout)
+    try:
+        yield link
+    finally:
+        await link.aclose()
+        await pool.aclose()
+
+
 async def test_a_multiplexed_batch_gets_each_reply_in_order_with_errors_in_place(
     redis: RedisServer,
 ) -> None:
-    import redis.asyncio as aioredis
     from redis.exceptions import ResponseError
 
-    from hub.redis_nodes import READ_SIZE, Multiplexed
-
-    pool = aioredis.ConnectionPool.from_url(redis.url, decode_responses=True)
-    link = Multiplexed(pool, timeout=5.0)
-    try:
+    async with multiplexed(redis, timeout=5.0) as link:
         value = "v" * 1000
         # Replies that span several socket reads, an error reply mid-batch.
         gets = [("GET", "a")] * (3 * READ_SIZE // len(value))
@@ -432,9 +442,6 @@ async def test_a_multiplexed_batch_gets_each_reply_in_order_with_errors_in_place
         counted = [n for answer in answers for n in answer[:-1]]
         assert counted == list(range(1, len(counted) + 1))
         assert [answer[-1] for answer in answers] == [f"end{k}" for k in range(1, 40)]
-    finally:
-        await link.aclose()
-        await pool.aclose()
 
 
 async def test_a_lost_or_silent_multiplexed_connection_fails_its_calls_and_the_next_reconnects(
@@ -443,12 +450,8 @@ async def test_a_lost_or_silent_multiplexed_connection_fails_its_calls_and_the_n
     import redis.asyncio as aioredis
     from redis.exceptions import ConnectionError as RedisConnectionError
 
-    from hub.redis_nodes import Multiplexed
-
-    pool = aioredis.ConnectionPool.from_url(redis.url, decode_responses=True)
     admin = aioredis.Redis.from_url(redis.url, decode_responses=True)
-    link = Multiplexed(pool, timeout=0.5)
-    try:
+    async with admin, multiplexed(redis, timeout=0.5) as link:
         (conn_id,) = await link.call([("CLIENT", "ID")])
         # Killed by the server while a call waits on it (BLPOP holds the reply).
         waiting = asyncio.ensure_future(link.call([("BLPOP", "never", "3")]))
@@ -461,10 +464,6 @@ async def test_a_lost_or_silent_multiplexed_connection_fails_its_calls_and_the_n
         with pytest.raises(asyncio.TimeoutError):
             await link.call([("BLPOP", "never", "2")])
         assert await link.call([("ECHO", "back")]) == ["back"]
-    finally:
-        await link.aclose()
-        await admin.aclose()
-        await pool.aclose()
 
 
 @settings(max_examples=200, deadline=None)
