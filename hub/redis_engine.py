@@ -148,6 +148,7 @@ class RedisEngine:
         self._listeners: dict[int, asyncio.Task[None]] = {}
         self._shard_lock = asyncio.Lock()
         self._resubscribing = False
+        self._lost_again = False
         self._subscribed: dict[str, asyncio.Future[None]] = {}  # channel -> confirmed
         self._room_of: dict[str, str] = {}  # channel -> room
         self._shard_of: dict[str, int] = {}  # channel -> id(pool) of its subscription
@@ -540,15 +541,22 @@ class RedisEngine:
         """Subscribe to ``room``'s events and wait until Redis confirms it."""
         channel = self.channel(room)
         confirmed = self._subscribed.get(channel)
+        first = confirmed is None
         if confirmed is None:
             confirmed = self._subscribed[channel] = asyncio.get_running_loop().create_future()
             self._room_of[channel] = room
-            try:
+        try:
+            if first:
                 await self._subscribe_channels([channel])
-            except BaseException:
-                del self._subscribed[channel]
-                raise
-        await asyncio.wait_for(asyncio.shield(confirmed), timeout=self.heartbeat * 5)
+            await asyncio.wait_for(asyncio.shield(confirmed), timeout=self.heartbeat * 5)
+        except BaseException:
+            current = self._subscribed.get(channel)
+            if first and (current is None or not current.done()):
+                # Never confirmed, so nobody here hears the room: do not
+                # subscribe it again with the others (Redis may refuse it).
+                self._subscribed.pop(channel, None)
+                self._room_of.pop(channel, None)
+            raise
 
     async def _subscribe_channels(self, channels: list[str]) -> None:
         """Subscribe to ``channels``, each on the server that holds it."""
@@ -590,6 +598,10 @@ class RedisEngine:
                 if conn is None:
                     raise ConnectionError("the subscription has no connection")
                 for reply in await read_replies(conn):
+                    if isinstance(reply, Exception):
+                        # A (s)subscribe refused: a stale slot map's MOVED, an
+                        # ACL's NOPERM. Subscribe everything again, map re-read.
+                        raise reply
                     if reply[0] not in _EVENTS:
                         await pubsub.handle_message(reply)  # its bookkeeping of (un)subscribes
                     self._on_pubsub(reply)
@@ -618,10 +630,13 @@ class RedisEngine:
             self._subscription_lost(None)
 
     def _subscription_lost(self, exc: BaseException | None) -> None:
-        if self._closing or self._resubscribing:
+        if self._closing:
             return
         if exc is not None:
             self._outage(exc)
+        if self._resubscribing:
+            self._lost_again = True  # a subscription just opened broke: open them again
+            return
         self._resubscribing = True
         self._spawn(self._resubscribe())
 
@@ -631,6 +646,7 @@ class RedisEngine:
         try:
             while not self._closing:
                 await asyncio.sleep(delay)
+                self._lost_again = False
                 await self._drop_subscriptions()
                 channels = list(self._room_of)
                 loop = asyncio.get_running_loop()
@@ -639,6 +655,9 @@ class RedisEngine:
                     await self.nodes.refresh()
                     await self._subscribe_channels(channels)
                 except UNREACHABLE:
+                    delay = min(2 * delay, self.heartbeat)
+                    continue
+                if self._lost_again:
                     delay = min(2 * delay, self.heartbeat)
                     continue
                 logger.info("subscription to %d rooms restored", len(channels))

@@ -12,6 +12,8 @@ import contextlib
 import json
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -330,6 +332,43 @@ async def test_a_room_left_empty_on_a_hub_is_released_and_works_when_rejoined(
             assert (got["id"], got["seq"]) == ("m3", 3)
         joined = await _history(one)
         assert [m["id"] for m in joined] == ["m1", "m2", "m3"]
+
+
+async def test_a_room_redis_refuses_to_subscribe_to_fails_its_join_and_spares_the_rest(
+    redis: RedisServer, hubs: Hubs
+) -> None:
+    # An error reply on the subscription's connection (an ACL's NOPERM here; a
+    # stale slot map's MOVED on a cluster) must not leave the hub deaf to the
+    # rooms it already hears on that connection.
+    import redis.asyncio as aioredis
+
+    allowed = ("&fer:hub:*:control", "&fer:room:{lobby}:events")
+    async with aioredis.Redis.from_url(redis.url) as admin:
+        await admin.execute_command(
+            "ACL", "SETUSER", "hub", "on", ">pw", "~*", "+@all", "resetchannels", *allowed
+        )
+    (url,) = hubs.start(1, redis=redis.url.replace("redis://", "redis://hub:pw@"))
+    async with member(url, "ana") as ana, member(url, "cy") as cy, Peer.open(url) as bo:
+        await bo.send(protocol.join_frame("secret", "bo", None, None, None))
+        await bo.expect_error("unavailable")
+        await ana.say("after")
+        assert [m["id"] for m in await messages(cy, 1)] == ["after"]
+        health = url.replace("ws://", "http://") + "/healthz"
+        async with asyncio.timeout(10):  # the refused room is dropped; the hub settles
+            while (await asyncio.to_thread(_status, health)) != 200:
+                await asyncio.sleep(0.2)
+        await ana.say("settled")
+        assert [m["id"] for m in await messages(cy, 1)] == ["settled"]
+    hubs.stop_all()
+    assert "NoPermissionError" in hub_output(hubs.procs[0])
+
+
+def _status(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as error:
+        return error.code
 
 
 async def test_two_hubs_share_rooms_over_plain_pub_sub_where_redis_predates_sharded_channels(
