@@ -260,11 +260,8 @@ class Multiplexed:
 
     async def _read_forever(self, conn: AbstractConnection) -> None:
         """Hand each written batch its replies; on any failure, fail them all."""
-        parser, stream = conn._parser, conn._reader
-        reader = getattr(parser, "_reader", None)
         try:
-            if stream is None or reader is None:
-                raise ConnectionError("the connection to redis is closed")
+            stream, reader = _hiredis_reader(conn)
             while True:
                 data = await stream.read(READ_SIZE)
                 if not data:
@@ -337,15 +334,10 @@ async def read_replies(conn: AbstractConnection) -> list[Any]:
 async def _read(conn: AbstractConnection, replies: list[Any], count: int | None) -> None:
     """Append ``conn``'s complete replies to ``replies`` until it holds ``count`` (None: any).
 
-    Reads with the ``hiredis.Reader`` redis-py set up on connecting
-    (``_parser._reader``: redis-py has no public call for this), so nothing
-    redis-py buffered is lost. An error reply is appended as its exception,
-    as redis-py's ``raise_on_error=False`` would.
+    An error reply is appended as its exception, as redis-py's
+    ``raise_on_error=False`` would.
     """
-    parser, stream = conn._parser, conn._reader
-    reader = getattr(parser, "_reader", None)
-    if stream is None or reader is None or not getattr(parser, "_connected", False):
-        raise ConnectionError("the connection to redis is closed")
+    stream, reader = _hiredis_reader(conn)
     while True:
         while count is None or len(replies) < count:
             reply = reader.gets()
@@ -360,3 +352,17 @@ async def _read(conn: AbstractConnection, replies: list[Any], count: int | None)
         if not data:
             raise ConnectionError("redis closed the connection")
         reader.feed(data)
+
+
+def _hiredis_reader(conn: AbstractConnection) -> tuple[asyncio.StreamReader, Any]:
+    """``conn``'s socket stream and the ``hiredis.Reader`` redis-py set up on connecting.
+
+    Reading through that reader (``_parser._reader``: redis-py has no public
+    call for this) loses nothing redis-py buffered. Raises ``ConnectionError``
+    if the connection is closed.
+    """
+    parser, stream = conn._parser, conn._reader
+    reader = getattr(parser, "_reader", None)
+    if stream is None or reader is None or not getattr(parser, "_connected", False):
+        raise ConnectionError("the connection to redis is closed")
+    return stream, reader

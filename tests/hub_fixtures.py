@@ -126,6 +126,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+#: What each hub process of :func:`start_hub_process` wrote, by pid, and its copiers.
+_OUTPUT: dict[int, tuple[list[str], list[threading.Thread]]] = {}
+
+
 def start_hub_process(*args: str) -> tuple[subprocess.Popen[str], str]:
     """Run ``python -m hub --port 0 ...``; return the process and its URL.
 
@@ -164,9 +168,6 @@ def hub_output(proc: subprocess.Popen[str]) -> str:
     for copier in copiers:
         copier.join(10)
     return "".join(lines)
-
-
-_OUTPUT: dict[int, tuple[list[str], list[threading.Thread]]] = {}
 
 
 def _copy_lines(stream: Any, pid: int, lines: list[str]) -> None:

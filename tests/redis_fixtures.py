@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -301,6 +302,15 @@ async def messages(peer: Peer, count: int, timeout: float = 20.0) -> list[dict[s
         while len(got) < count:
             got.append(await peer.recv_type("message", timeout))
     return got
+
+
+def healthy(hub_url: str) -> bool:
+    """Whether the hub at ``ws://...`` answers ``/healthz`` with 200 (it can reach Redis)."""
+    try:
+        with urllib.request.urlopen(hub_url.replace("ws://", "http://") + "/healthz", timeout=2):
+            return True
+    except OSError:  # HTTPError 503 included
+        return False
 
 
 async def no_more_messages(peer: Peer, quiet: float = 0.5) -> bool:

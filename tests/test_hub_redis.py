@@ -12,8 +12,6 @@ import contextlib
 import json
 import subprocess
 import sys
-import urllib.error
-import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -22,7 +20,15 @@ import pytest
 from hub_fixtures import REPO, Peer, free_port, hub, hub_output
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from redis_fixtures import Hubs, RedisServer, member, messages, no_more_messages, redis_server
+from redis_fixtures import (
+    Hubs,
+    RedisServer,
+    healthy,
+    member,
+    messages,
+    no_more_messages,
+    redis_server,
+)
 
 from hub import protocol
 from hub.redis_nodes import READ_SIZE, Multiplexed
@@ -353,22 +359,13 @@ async def test_a_room_redis_refuses_to_subscribe_to_fails_its_join_and_spares_th
         await bo.expect_error("unavailable")
         await ana.say("after")
         assert [m["id"] for m in await messages(cy, 1)] == ["after"]
-        health = url.replace("ws://", "http://") + "/healthz"
         async with asyncio.timeout(10):  # the refused room is dropped; the hub settles
-            while (await asyncio.to_thread(_status, health)) != 200:
+            while not await asyncio.to_thread(healthy, url):
                 await asyncio.sleep(0.2)
         await ana.say("settled")
         assert [m["id"] for m in await messages(cy, 1)] == ["settled"]
     hubs.stop_all()
     assert "NoPermissionError" in hub_output(hubs.procs[0])
-
-
-def _status(url: str) -> int:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return int(response.status)
-    except urllib.error.HTTPError as error:
-        return error.code
 
 
 async def test_two_hubs_share_rooms_over_plain_pub_sub_where_redis_predates_sharded_channels(

@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import itertools
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from redis_fixtures import (
     Hubs,
     RedisCluster,
     RedisServer,
+    healthy,
     key_slot,
     messages,
     no_more_messages,
@@ -257,15 +257,6 @@ async def talk_through_a_migration(
             assert [m["id"] for m in got] == [f"m{n}" for n in range(total)]
             assert [m["seq"] for m in got] == list(range(1, total + 1))
             assert await no_more_messages(peer, 0.3)
-
-
-def healthy(hub_url: str) -> bool:
-    """Whether the hub at ``ws://...`` answers ``/healthz`` with 200 (it can reach Redis)."""
-    try:
-        with urllib.request.urlopen(hub_url.replace("ws://", "http://") + "/healthz", timeout=2):
-            return True
-    except OSError:  # HTTPError 503 included
-        return False
 
 
 async def fail_over(cluster: RedisCluster, primary: int, replica: RedisServer) -> None:
